@@ -1,0 +1,1 @@
+# Install rules: see the packaging work (issue 2).

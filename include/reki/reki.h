@@ -1,0 +1,338 @@
+/*
+ * reki: a registry of light actors for multi-core servers.
+ *
+ * Look actors up by key, or start one on demand, with exactly one live actor
+ * per key and no stale pid ever returned after an actor has exited.
+ *
+ * Conventions (every function below, unless its comment says otherwise):
+ *  - Returns 0 (REKI_OK) or a negative REKI_E* code; REKI_STARTED (1) is the
+ *    one positive success code.  Each code equals the matching negative Linux
+ *    errno value, so they read well in logs.
+ *  - Bad arguments return REKI_EINVAL and change nothing; allocation failure
+ *    returns REKI_ENOMEM and changes nothing.  No function aborts on bad input.
+ *  - MT-safe: any function may be called from any thread, concurrently with
+ *    any other, including from inside actor callbacks.  The exception is the
+ *    *_free functions: the caller guarantees that no other call on that object
+ *    is running or will start.  docs/concurrency.md holds the full table.
+ *  - No thread has to register itself: per-thread state (RCU reader, hazard
+ *    pointer records) is created on first use and released at thread exit.
+ *  - Keys are byte strings, 1 <= keylen <= REKI_KEY_MAX, copied on insert.
+ *
+ * Copyright the reki authors.  See LICENSE.
+ */
+#ifndef REKI_REKI_H
+#define REKI_REKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reki/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(REKI_BUILDING) && defined(__GNUC__)
+#define REKI_API __attribute__((visibility("default")))
+#else
+#define REKI_API
+#endif
+
+/* ---------------------------------------------------------------- codes -- */
+
+enum {
+    REKI_OK = 0,
+    REKI_STARTED = 1,       /* reki_lookup_or_start ran start and registered it */
+    REKI_ENOTFOUND = -2,    /* -ENOENT: no live actor under that key */
+    REKI_EDEAD = -3,        /* -ESRCH: the pid is not a live actor */
+    REKI_EAGAIN = -11,      /* -EAGAIN: no thread could be created */
+    REKI_ENOMEM = -12,      /* -ENOMEM: allocation failed; nothing changed */
+    REKI_EINVAL = -22,      /* -EINVAL: bad argument; nothing changed */
+    REKI_EDEADLK = -35,     /* -EDEADLK: a start re-entered for its own key */
+    REKI_ESHUTDOWN = -108,  /* -ESHUTDOWN: runtime or registry being freed */
+    REKI_ETIMEDOUT = -110   /* -ETIMEDOUT: the wait ran out */
+};
+
+/* Longest key, in bytes, that the registry accepts. */
+#define REKI_KEY_MAX 4096
+
+/*
+ * reki_strerror: a static, human-readable string for a return code.
+ * Returns: never NULL; unknown codes get "unknown reki error".
+ * Thread-safety: MT-safe.  Lifetime: the string is static.
+ */
+REKI_API const char *reki_strerror(int code);
+
+/* reki_version_string: "MAJOR.MINOR.PATCH" of the linked library. */
+REKI_API const char *reki_version_string(void);
+
+/* -------------------------------------------------------------- runtime -- */
+
+typedef struct reki_rt reki_rt_t;
+
+typedef struct reki_rt_opts {
+    unsigned workers; /* worker threads for light actors; 0 = one per online CPU */
+} reki_rt_opts_t;
+
+/*
+ * reki_rt_new: start a runtime: a pid table and a pool of worker threads.
+ * Returns: REKI_OK and *out; REKI_EINVAL (out NULL, workers > 1024);
+ *   REKI_ENOMEM; REKI_EAGAIN (a worker thread could not be created).  On error
+ *   nothing is left behind and *out is untouched.
+ * Thread-safety: MT-safe.
+ * Lifetime: the caller owns *out and releases it with reki_rt_free.
+ */
+REKI_API int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out);
+
+/*
+ * reki_rt_free: end a runtime.  Every live actor exits with reason
+ * REKI_EXIT_SHUTDOWN: its terminate runs, every message still queued for it is
+ * handed to its drop callback, its monitors fire.  Registries and inboxes
+ * still open on the runtime are freed as if by reki_registry_free and
+ * reki_inbox_free.  Worker threads are joined and all memory is released.
+ * Thread-safety: not concurrent with any other call on rt, and never from an
+ * actor callback or a worker thread of rt.  Callbacks that run meanwhile may
+ * still call into rt: spawns then fail with REKI_ESHUTDOWN.
+ * Ordering: everything every actor did happens-before reki_rt_free returns.
+ * Lifetime: rt and every pid, registry and inbox of it are gone.  NULL is a no-op.
+ */
+REKI_API void reki_rt_free(reki_rt_t *rt);
+
+/* --------------------------------------------------------------- actors -- */
+
+/* A pid is a value handle.  0 is never a pid, and a pid is never reused within
+ * one runtime's life, so a stale pid is always safe to pass: it is just dead. */
+typedef uint64_t reki_pid_t;
+
+typedef enum reki_next {
+    REKI_CONTINUE = 0,
+    REKI_STOP = 1,  /* normal exit */
+    REKI_CRASH = 2  /* abnormal exit (any other value is treated as REKI_CRASH) */
+} reki_next_t;
+
+/* Exit reasons, passed to terminate and to monitors. */
+enum {
+    REKI_EXIT_NORMAL = 0,   /* handle returned REKI_STOP */
+    REKI_EXIT_ABNORMAL = 1, /* handle returned REKI_CRASH */
+    REKI_EXIT_KILLED = 2,   /* reki_kill */
+    REKI_EXIT_SHUTDOWN = 3  /* reki_stop, reki_registry_free, reki_rt_free */
+};
+
+typedef struct reki_behavior {
+    /* Optional.  Runs on the spawning thread, inside reki_spawn, before any
+     * message is handled; messages sent to self meanwhile wait in the mailbox.
+     * Returns 0, or a negative code that reki_spawn returns (the actor never
+     * lives: terminate is not called, queued messages go to drop).  A positive
+     * return is treated as 0.  *state starts as arg. */
+    int (*init)(reki_pid_t self, void *arg, void **state);
+    /* Required.  One message at a time, never two calls of one actor at once. */
+    reki_next_t (*handle)(void *state, void *msg, reki_pid_t self);
+    /* Optional.  Called exactly once after the actor has exited, after every
+     * queued message has gone to drop and before its monitors fire. */
+    void (*terminate)(void *state, int reason);
+    /* Optional.  Each message sent successfully but never handled.  May run on
+     * any thread, after terminate; must not call reki_rt_free. */
+    void (*drop)(void *msg);
+} reki_behavior_t;
+
+/* reki_spawn_opts_t.flags */
+#define REKI_SPAWN_DEDICATED 0x1u /* run on a thread of its own: handle may block */
+
+typedef struct reki_spawn_opts {
+    unsigned flags;
+} reki_spawn_opts_t;
+
+/*
+ * reki_spawn: start an actor.  The behavior is copied; arg is handed to init
+ * (or becomes the state when init is NULL).
+ * Returns: REKI_OK and *out; REKI_EINVAL (rt, b, b->handle or out NULL, unknown
+ *   flags); REKI_ENOMEM; REKI_EAGAIN (dedicated thread not created);
+ *   REKI_ESHUTDOWN (reki_rt_free has begun); or init's own negative code.
+ * Thread-safety: MT-safe.
+ * Ordering: everything before reki_spawn happens-before init and every handle.
+ * Lifetime: on error nothing is left and arg still belongs to the caller.
+ */
+REKI_API int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg,
+                        const reki_spawn_opts_t *opts, reki_pid_t *out);
+
+/*
+ * reki_send: queue msg for the actor or inbox `to`.
+ * Returns: REKI_OK: the actor owns msg: it will be handled, or handed to drop if
+ *   the actor exits first.  REKI_EDEAD: `to` is not alive (stale, zero or never
+ *   a pid); msg was not taken and is still the caller's.  REKI_ENOMEM: msg was
+ *   not taken.  REKI_EINVAL: rt NULL.
+ * Thread-safety: MT-safe, wait-free apart from allocation.
+ * Ordering: messages from one sender to one actor are handled in send order;
+ *   everything the sender did before reki_send happens-before the handle call.
+ */
+REKI_API int reki_send(reki_rt_t *rt, reki_pid_t to, void *msg);
+
+/*
+ * reki_kill: make the actor exit with REKI_EXIT_KILLED.  The exit takes effect
+ * before reki_kill returns (reki_alive is false, sends fail); terminate runs
+ * afterwards on the actor's own thread, once any running handle has returned.
+ * Returns: REKI_OK; REKI_EDEAD if not alive; REKI_EINVAL (rt NULL).
+ * Thread-safety: MT-safe, also on itself from inside handle.
+ */
+REKI_API int reki_kill(reki_rt_t *rt, reki_pid_t pid);
+
+/*
+ * reki_alive: whether pid is a live actor or inbox of rt.  Takes no lock and
+ * writes no shared memory.  False for rt NULL.
+ */
+REKI_API bool reki_alive(reki_rt_t *rt, reki_pid_t pid);
+
+typedef void (*reki_down_fn)(reki_pid_t pid, int reason, void *arg);
+
+/*
+ * reki_monitor: have fn(pid, reason, arg) called exactly once, after the actor
+ * has exited and its terminate has returned (from the thread that ran the exit).
+ * Returns: REKI_OK; REKI_EDEAD (not alive: fn is never called); REKI_ENOMEM;
+ *   REKI_EINVAL (rt or fn NULL).
+ * Thread-safety: MT-safe.  fn must not call reki_rt_free.
+ */
+REKI_API int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg);
+
+/* --------------------------------------------------------------- inboxes -- */
+
+/* A mailbox for a plain (non-actor) thread, like a Gleam Subject made in main. */
+typedef struct reki_inbox reki_inbox_t;
+
+typedef struct reki_inbox_opts {
+    void (*drop)(void *msg); /* optional: unreceived messages at reki_inbox_free */
+} reki_inbox_opts_t;
+
+/*
+ * reki_inbox_new / reki_inbox_new_ex: create an inbox with a fresh pid.
+ * Returns: REKI_OK and *out; REKI_EINVAL; REKI_ENOMEM; REKI_ESHUTDOWN.
+ * Thread-safety: MT-safe.  Lifetime: free with reki_inbox_free.
+ */
+REKI_API int reki_inbox_new(reki_rt_t *rt, reki_inbox_t **out);
+REKI_API int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts,
+                               reki_inbox_t **out);
+
+/* reki_inbox_pid: the inbox's pid (0 for NULL).  MT-safe. */
+REKI_API reki_pid_t reki_inbox_pid(const reki_inbox_t *in);
+
+/*
+ * reki_inbox_set_drop: set the drop function used by reki_inbox_free.
+ * Returns: REKI_OK; REKI_EINVAL (in NULL).
+ * Thread-safety: only from the inbox's receiving thread.
+ */
+REKI_API int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg));
+
+/*
+ * reki_inbox_recv: take the next message, waiting up to timeout_ms
+ * (-1 = forever, 0 = do not wait).
+ * Returns: REKI_OK and *msg; REKI_ETIMEDOUT; REKI_EINVAL (in or msg NULL,
+ *   timeout_ms < -1).
+ * Thread-safety: one receiving thread per inbox at a time.
+ * Ordering: like reki_send's; the sender's prior writes are visible.
+ */
+REKI_API int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms);
+
+/*
+ * reki_inbox_free: the pid dies (sends fail from now on), unreceived messages
+ * go to the drop function (if any; otherwise they are discarded and remain the
+ * caller's memory), monitors fire, and the inbox is freed.  NULL is a no-op.
+ */
+REKI_API void reki_inbox_free(reki_inbox_t *in);
+
+/* -------------------------------------------------------------- registry -- */
+
+typedef struct reki_registry reki_registry_t;
+
+typedef struct reki_registry_opts {
+    size_t capacity; /* expected number of keys (a hint); 0 = 64 */
+} reki_registry_opts_t;
+
+/* A start function: 0 (or any value >= 0) and *out = a live pid, or a negative
+ * error that reki_lookup_or_start returns to its caller and to its waiters. */
+typedef int (*reki_start_fn)(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
+                             reki_pid_t *out);
+
+/*
+ * reki_registry_new: create an empty registry of actors of rt.
+ * Returns: REKI_OK and *out; REKI_EINVAL; REKI_ENOMEM; REKI_ESHUTDOWN.
+ * Thread-safety: MT-safe.  Lifetime: free with reki_registry_free (or rt_free).
+ */
+REKI_API int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts,
+                               reki_registry_t **out);
+
+/*
+ * reki_registry_free: stop every actor registered in reg (reason
+ * REKI_EXIT_SHUTDOWN), wait until each has terminated, free everything.
+ * Thread-safety: not concurrent with other calls on reg; never from inside a
+ * callback of an actor registered in reg.  NULL is a no-op.
+ */
+REKI_API void reki_registry_free(reki_registry_t *reg);
+
+/*
+ * reki_lookup: the live actor registered under key.
+ * Returns: REKI_OK and *out; REKI_ENOTFOUND (none, starting, or exiting);
+ *   REKI_EINVAL (reg, key or out NULL, keylen 0 or > REKI_KEY_MAX).
+ * Thread-safety: MT-safe.  Takes no lock, makes no system call, does no atomic
+ *   read-modify-write and writes no memory shared with other threads.
+ * Ordering: linearizes at its read of the entry and of the pid's liveness; a
+ *   pid whose exit happened before the call began is never returned.  The
+ *   start that registered the pid happens-before a successful return.
+ */
+REKI_API int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen,
+                         reki_pid_t *out);
+
+/*
+ * reki_lookup_or_start: the live actor under key, starting one with
+ * start(rt, key, keylen, arg, &pid) if there is none.
+ * Returns: REKI_OK: a live actor was already registered (or a concurrent start
+ *   registered one while this call waited); REKI_STARTED: this call ran start
+ *   and registered its pid; REKI_ETIMEDOUT: waited timeout_ms (-1 = forever) for
+ *   another caller's start, or for the previous actor of the key to finish
+ *   terminating (the other start goes on); REKI_EDEADLK: called from inside a
+ *   start function for the key that start is starting; REKI_EDEAD: start
+ *   returned a pid that was not alive; start's own negative code (shared with
+ *   the callers that waited on it); REKI_ENOMEM; REKI_ESHUTDOWN;
+ *   REKI_EINVAL (reg, key, start or out NULL, bad keylen, timeout_ms < -1).
+ * Thread-safety: MT-safe.  On a live key it is as cheap as reki_lookup (no
+ *   lock, no read-modify-write).  start runs on the calling thread with no
+ *   lock held; other keys are never delayed by it.
+ * Ordering: the start that produced the returned pid happens-before return.
+ *   A new actor is started for a key only after the previous actor's terminate
+ *   has returned.
+ * Lifetime: on any error the key is left unregistered, as before the call.
+ */
+REKI_API int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen,
+                                  reki_start_fn start, void *arg, int timeout_ms,
+                                  reki_pid_t *out);
+
+/*
+ * reki_stop: stop the actor under key (reason REKI_EXIT_SHUTDOWN) and remove
+ * the key.  The exit takes effect before return (lookups miss it); terminate
+ * runs on the actor's own thread, and a later reki_lookup_or_start of the key
+ * waits for it before starting anew.
+ * Returns: REKI_OK; REKI_ENOTFOUND (no live actor under key); REKI_EINVAL.
+ * Thread-safety: MT-safe, also from inside the actor's own handle.
+ */
+REKI_API int reki_stop(reki_registry_t *reg, const void *key, size_t keylen);
+
+/* reki_count: live registered actors, O(1).  0 for NULL.  MT-safe. */
+REKI_API size_t reki_count(const reki_registry_t *reg);
+
+/*
+ * reki_foreach: call fn(key, keylen, pid, arg) for each live entry, each at
+ * most once, safe during concurrent changes (entries added meanwhile may or
+ * may not be visited).  fn returning nonzero stops the walk.
+ * Returns: that nonzero value, or REKI_OK; REKI_ENOMEM (snapshot); REKI_EINVAL.
+ * Thread-safety: MT-safe.  fn may call any reki function except the *_free
+ *   ones; reclamation of registry memory waits until the walk ends.
+ * Lifetime: key is valid only during the fn call.
+ */
+REKI_API int reki_foreach(reki_registry_t *reg,
+                          int (*fn)(const void *key, size_t keylen, reki_pid_t pid, void *arg),
+                          void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REKI_REKI_H */
