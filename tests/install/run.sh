@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Install a built reki into a scratch prefix, then build and run a consumer
+# program against it twice: with `pkg-config --static` flags and with
+# find_package(reki CONFIG).  Called by ctest (see CMakeLists.txt here).
+#
+# usage: run.sh BUILD_DIR WORK_DIR CC LIBDIR SHARED VERSION [EXTRA_FLAGS]
+set -euo pipefail
+
+build_dir=$1 work=$2 cc=$3 libdir=$4 shared=$5 version=$6 extra=${7:-}
+here=$(cd "$(dirname "$0")" && pwd)
+prefix=$work/prefix
+
+step() { printf '== %s\n' "$*"; }
+die() { printf 'install test: %s\n' "$*" >&2; exit 1; }
+
+rm -rf "$work"
+mkdir -p "$work"
+
+step "cmake --install $build_dir --prefix $prefix"
+cmake --install "$build_dir" --prefix "$prefix" >"$work/install.log" || {
+    cat "$work/install.log" >&2
+    die "cmake --install failed"
+}
+
+want=(include/reki/reki.h include/reki/version.h "$libdir/pkgconfig/reki.pc"
+      "$libdir/cmake/reki/rekiConfig.cmake" "$libdir/cmake/reki/rekiConfigVersion.cmake"
+      "$libdir/cmake/reki/rekiTargets.cmake")
+if [ "$shared" = ON ]; then
+    want+=("$libdir/libreki.so")
+else
+    want+=("$libdir/libreki.a")
+fi
+for f in "${want[@]}"; do
+    [ -e "$prefix/$f" ] || die "missing from the installed tree: $f"
+done
+extra_headers=$(find "$prefix/include" -type f ! -path '*/reki/reki.h' ! -path '*/reki/version.h')
+[ -z "$extra_headers" ] || die "unexpected installed headers: $extra_headers"
+if [ "$shared" = ON ]; then
+    soname=$(readelf -d "$prefix/$libdir/libreki.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    [ -n "$soname" ] || die "libreki.so has no SONAME"
+    [ -e "$prefix/$libdir/$soname" ] || die "SONAME $soname is not installed"
+    step "SONAME $soname"
+fi
+
+export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+pc_version=$(pkg-config --modversion reki)
+[ "$pc_version" = "$version" ] || die "reki.pc says $pc_version, expected $version"
+pc_requires=$(pkg-config --print-requires-private reki | tr '\n' ' ')
+case "$pc_requires" in
+    *liburcu-bp*ck* | *ck*liburcu-bp*) ;;
+    *) die "reki.pc Requires.private is '$pc_requires', needs liburcu-bp and ck" ;;
+esac
+
+if [ "$shared" = ON ]; then
+    libs=$(pkg-config --libs reki)
+    rpath="-Wl,-rpath,$prefix/$libdir"
+else
+    libs=$(pkg-config --static --libs reki)
+    rpath=
+fi
+cflags=$(pkg-config --cflags reki)
+step "pkg-config: $cc consumer.c $cflags $libs"
+# shellcheck disable=SC2086 # flags are word lists
+"$cc" -std=c11 -Wall -Wextra -Werror $extra $cflags \
+    -o "$work/consumer-pc" "$here/consumer.c" $libs $rpath
+"$work/consumer-pc"
+
+step "find_package(reki $version CONFIG)"
+cmake -S "$here/consumer" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREKI_EXPECT_VERSION="$version" \
+    -DCMAKE_C_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" >"$work/cmake.log" || {
+    cat "$work/cmake.log" >&2
+    die "configuring the find_package consumer failed"
+}
+grep -q "reki_DIR=$prefix/" "$work/cmake.log" || die "find_package found reki outside $prefix"
+cmake --build "$work/cmake" >"$work/build.log" 2>&1 || {
+    cat "$work/build.log" >&2
+    die "building the find_package consumer failed"
+}
+"$work/cmake/consumer"
+
+step "both consumers built and ran"
