@@ -1,0 +1,289 @@
+/*
+ * Actors: spawn, send, kill, the exit transition and the exit path.
+ *
+ * Exit is one atomic transition, made under the proc's lock by whichever
+ * thread ends the actor (its handler's return, reki_kill, reki_stop,
+ * reki_rt_free): `reason` is set and the pid slot is marked dead.  From that
+ * store on, reki_alive is false, sends return REKI_EDEAD and registry lookups
+ * miss the pid (they check its liveness).  The registry links' "marked" hooks
+ * run in the same critical section (entry -> EXITING, count - 1).
+ *
+ * The exit path then runs on the actor's own thread (a worker for light
+ * actors): queued messages go to drop, terminate runs, registry links are
+ * removed (the key may start again), monitors fire.  A send that resolved the
+ * pid just before the transition may still be enqueueing; it is inside an RCU
+ * read-side section, so the proc's memory is freed, and its late messages
+ * dropped, only after a grace period (retire_cb).
+ *
+ * Scheduling (light actors): `sched` goes IDLE -> SCHEDULED by a CAS made by
+ * whoever finds work for an idle actor (the sender that made the mailbox
+ * non-empty, a killer); the worker returns it to IDLE when the mailbox looks
+ * empty, then re-checks the mailbox after a full fence (Dekker with the
+ * sender's enqueue-then-CAS), so no wake-up is lost.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define RUN_BATCH 64 /* messages per turn before yielding the worker: fairness */
+
+static void retire_cb(struct rcu_head *head)
+{
+    struct reki__proc *p = REKI__CONTAINER_OF(head, struct reki__proc, rcu);
+    reki__rcu_reclaim_acquire();
+    /* acquire: pairs with the release store of DONE in reki__proc_finish. */
+    (void)atomic_load_explicit(&p->sched, memory_order_acquire);
+    /* Sends that resolved the pid before the exit have all finished now. */
+    reki__mbox_drain(p);
+    reki__pid_release(&p->rt->pids, p->pid);
+    reki__free(p);
+}
+
+void reki__proc_retire(struct reki__proc *p)
+{
+    reki__call_rcu(&p->rcu, retire_cb);
+}
+
+bool reki__proc_exit(struct reki__proc *p, int reason)
+{
+    reki__spin_lock(&p->lock);
+    if (atomic_load_explicit(&p->reason, memory_order_relaxed) != REKI__ALIVE) {
+        reki__spin_unlock(&p->lock);
+        return false;
+    }
+    /* seq_cst: Dekker with the worker's "IDLE; fence; check reason". */
+    atomic_store_explicit(&p->reason, reason, memory_order_seq_cst);
+    reki__pid_kill(&p->rt->pids, p->pid);
+    REKI__YIELD();
+    reki__proc_run_marked(p);
+    reki__spin_unlock(&p->lock);
+    return true;
+}
+
+void reki__proc_finish(struct reki__proc *p)
+{
+    int reason = atomic_load_explicit(&p->reason, memory_order_acquire);
+    if (p->kind != REKI__INBOX)
+        reki__mbox_drain(p); /* an inbox's owner may still be receiving: it drains at free */
+    if (p->terminate && !p->no_terminate)
+        p->terminate(p->state, reason);
+    REKI__YIELD();
+    reki__proc_run_exited(p, reason);
+    reki_rt_t *rt = p->rt;
+    /* release: pairs with retire_cb's acquire; senders' CAS from IDLE fails. */
+    atomic_store_explicit(&p->sched, REKI__DONE, memory_order_release);
+    if (p->kind != REKI__INBOX)
+        reki__proc_retire(p); /* an inbox is retired by reki_inbox_free */
+    reki__rt_proc_done(rt);
+}
+
+void reki__proc_wake(struct reki__proc *p)
+{
+    uint32_t idle = REKI__IDLE;
+    /* acq_rel: release our enqueue to the consumer; seq_cst as the second
+     * half of the Dekker pair with the consumer's "IDLE; fence; re-check". */
+    if (!atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
+                                                 memory_order_seq_cst, memory_order_relaxed))
+        return;
+    if (p->kind == REKI__LIGHT)
+        reki__sched_push(p->rt, p);
+    else
+        reki__futex_wake(&p->sched, 1);
+}
+
+int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
+{
+    int rc = REKI_EDEAD;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
+    if (p && reki__proc_exit(p, reason)) {
+        rc = REKI_OK;
+        if (p->kind == REKI__INBOX)
+            reki__proc_finish(p); /* an inbox has no thread of its own to do it */
+        else
+            reki__proc_wake(p);
+    }
+    reki__rcu_read_unlock();
+    return rc;
+}
+
+/* The mailbox emptied (or the batch ended): go idle unless work arrived. */
+static void run_idle(struct reki__proc *p)
+{
+    atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (reki__mbox_empty(p) &&
+        atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE)
+        return;
+    uint32_t idle = REKI__IDLE;
+    if (atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
+                                                memory_order_seq_cst, memory_order_relaxed))
+        reki__sched_push(p->rt, p);
+}
+
+bool reki__proc_handle_one(struct reki__proc *p, void *msg)
+{
+    if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
+        if (p->drop)
+            p->drop(msg); /* dequeued after the exit: drop it, never handle it */
+        reki__proc_finish(p);
+        return false;
+    }
+    reki_next_t next = p->handle(p->state, msg, p->pid);
+    if (next == REKI_CONTINUE)
+        return true;
+    reki__proc_exit(p, next == REKI_STOP ? REKI_EXIT_NORMAL : REKI_EXIT_ABNORMAL);
+    reki__proc_finish(p);
+    return false;
+}
+
+void reki__proc_run(struct reki__proc *p)
+{
+    /* acquire: pairs with the CAS that scheduled p (the run queue itself is
+     * invisible to TSan); carries the spawner's writes to the worker. */
+    (void)atomic_load_explicit(&p->sched, memory_order_acquire);
+    for (int n = 0; n < RUN_BATCH; n++) {
+        if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
+            reki__proc_finish(p);
+            return;
+        }
+        void *msg;
+        int rc = reki__mbox_pop(p, &msg);
+        if (rc == 0) {
+            run_idle(p);
+            return;
+        }
+        if (rc < 0)
+            break; /* a sender is mid-enqueue: come back after others ran */
+        if (!reki__proc_handle_one(p, msg))
+            return;
+    }
+    reki__sched_push(p->rt, p); /* still SCHEDULED: requeue for fairness */
+}
+
+/* ------------------------------------------------------------- public -- */
+
+static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t *b, void *arg,
+                      uint8_t kind)
+{
+    memset(p, 0, sizeof(*p));
+    __cds_wfcq_init(&p->mq_head, &p->mq_tail);
+    atomic_init(&p->sched, REKI__INIT);
+    atomic_init(&p->reason, REKI__ALIVE);
+    atomic_init(&p->lock.held, 0);
+    p->kind = kind;
+    p->rt = rt;
+    if (b) {
+        p->handle = b->handle;
+        p->terminate = b->terminate;
+        p->drop = b->drop;
+    }
+    p->state = arg;
+}
+
+int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
+                   struct reki__proc **out)
+{
+    /* Counted before the shutdown check: reki_rt_free waits for every proc
+     * that got past it (seq_cst on both sides). */
+    atomic_fetch_add_explicit(&rt->live_procs, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
+        reki__rt_proc_done(rt);
+        return REKI_ESHUTDOWN;
+    }
+    struct reki__proc *p = reki__malloc(sizeof(*p));
+    if (!p) {
+        reki__rt_proc_done(rt);
+        return REKI_ENOMEM;
+    }
+    proc_init(p, rt, b, arg, kind);
+    int rc = reki__pid_alloc(&rt->pids, p, &p->pid);
+    if (rc != REKI_OK) {
+        reki__free(p);
+        reki__rt_proc_done(rt);
+        return rc;
+    }
+    reki__pid_publish(&rt->pids, p->pid);
+    *out = p;
+    return REKI_OK;
+}
+
+/* After init: let messages in, and honour a shutdown that began meanwhile. */
+static void proc_activate(struct reki__proc *p)
+{
+    atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->rt->shutdown, memory_order_seq_cst))
+        reki__proc_exit(p, REKI_EXIT_SHUTDOWN);
+    if (!reki__mbox_empty(p) ||
+        atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
+        reki__proc_wake(p);
+}
+
+int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg, const reki_spawn_opts_t *opts,
+               reki_pid_t *out)
+{
+    if (!rt || !b || !b->handle || !out)
+        return REKI_EINVAL;
+    unsigned flags = opts ? opts->flags : 0;
+    if (flags & ~REKI_SPAWN_DEDICATED)
+        return REKI_EINVAL;
+    uint8_t kind = (flags & REKI_SPAWN_DEDICATED) ? REKI__DEDICATED : REKI__LIGHT;
+    struct reki__proc *p;
+    int rc = reki__proc_new(rt, b, arg, kind, &p);
+    if (rc != REKI_OK)
+        return rc;
+    if (kind == REKI__DEDICATED && (rc = reki__dedicated_start(p)) != REKI_OK) {
+        p->no_terminate = 1;
+        reki__proc_exit(p, REKI_EXIT_ABNORMAL);
+        reki__proc_finish(p);
+        return rc;
+    }
+    if (b->init) {
+        void *state = arg;
+        rc = b->init(p->pid, arg, &state);
+        if (rc < 0) {
+            /* The actor never lived: no terminate; queued messages dropped. */
+            p->no_terminate = 1;
+            reki__proc_exit(p, REKI_EXIT_ABNORMAL);
+            if (kind == REKI__LIGHT)
+                reki__proc_finish(p);
+            else
+                reki__dedicated_abort(p);
+            return rc;
+        }
+        p->state = state;
+    }
+    *out = p->pid;
+    proc_activate(p);
+    return REKI_OK;
+}
+
+int reki_send(reki_rt_t *rt, reki_pid_t to, void *msg)
+{
+    if (REKI__UNLIKELY(!rt))
+        return REKI_EINVAL;
+    bool was_empty;
+    int rc = REKI_EDEAD;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, to);
+    if (p) {
+        rc = reki__mbox_push(p, msg, &was_empty);
+        if (rc == REKI_OK && was_empty)
+            reki__proc_wake(p);
+    }
+    reki__rcu_read_unlock();
+    return rc;
+}
+
+int reki_kill(reki_rt_t *rt, reki_pid_t pid)
+{
+    if (!rt)
+        return REKI_EINVAL;
+    return reki__kill_pid(rt, pid, REKI_EXIT_KILLED);
+}
+
+bool reki_alive(reki_rt_t *rt, reki_pid_t pid)
+{
+    return rt && reki__pid_alive(&rt->pids, pid);
+}

@@ -1,0 +1,184 @@
+/*
+ * reki_lookup_or_start: the hit path, the claim, the start and the wait.
+ *
+ * Hit: exactly reki_lookup's read path; no lock, no read-modify-write.
+ *
+ * Claim: a key with no entry is claimed by inserting a fresh STARTING entry
+ * under the writer lock (ck_ht_put_spmc fails on an existing key, and the
+ * lock serializes the single writer ck_ht allows): of all racing callers,
+ * exactly one inserts; the insert is the claim's linearization point.  The
+ * lock is held for the table operation only.  The winner runs start with no
+ * lock held, then links the pid (LIVE, under the actor's lock) or kills the
+ * entry with start's error.
+ *
+ * Wait: any other state (STARTING, EXITING, or a pid whose exit is under way)
+ * means "not yet": the caller protects the entry with a hazard pointer, leaves
+ * its RCU section and sleeps on the entry's futex until the word changes.
+ * STARTING -> pid shares the start's pid; STARTING -> DEAD shares its error;
+ * EXITING -> DEAD (terminate done) sends the caller round again to claim.
+ * A caller finding its own thread's STARTING entry gets REKI_EDEADLK.
+ */
+#include "registry.h"
+
+#define RETRY 1 /* internal: go round again */
+
+struct call {
+    reki_registry_t *reg;
+    const void *key;
+    size_t keylen;
+    ck_ht_hash_t h;
+    reki_start_fn start;
+    void *arg;
+    const struct timespec *deadline;
+    int timeout_ms;
+    reki_pid_t *out;
+};
+
+static int run_start(struct call *c, struct reki__entry *e)
+{
+    reki_pid_t pid = 0;
+    int rc = c->start(c->reg->rt, c->key, c->keylen, c->arg, &pid);
+    REKI__YIELD();
+    if (rc >= 0)
+        rc = reki__entry_link(e, pid);
+    if (rc < 0) {
+        reki__entry_kill(e, rc); /* waiters share the error; the key is free */
+        return rc;
+    }
+    *c->out = pid;
+    return REKI_STARTED;
+}
+
+/* No entry under the key: try to claim it. */
+static int claim(struct call *c)
+{
+    reki_registry_t *reg = c->reg;
+    struct reki__entry *e = reki__entry_new(reg, c->key, c->keylen, c->h);
+    if (!e)
+        return REKI_ENOMEM;
+    pthread_mutex_lock(&reg->wlock);
+    int rc = REKI_OK;
+    if (atomic_load_explicit(&reg->closing, memory_order_relaxed))
+        rc = REKI_ESHUTDOWN;
+    else if (reki__table_get(reg, c->h, c->key, c->keylen))
+        rc = RETRY; /* another caller claimed it first */
+    else if (!reki__table_put(reg, e))
+        rc = REKI_ENOMEM;
+    else
+        reg->entries++;
+    pthread_mutex_unlock(&reg->wlock);
+    if (rc != REKI_OK) {
+        reki__free(e); /* never published */
+        return rc;
+    }
+    REKI__YIELD();
+    return run_start(c, e);
+}
+
+/* Sleep until e's word is no longer `seen` (e protected by hp). */
+static int wait_change(struct call *c, struct reki__entry *e, uint64_t seen, uint32_t seq)
+{
+    int rc = REKI_OK;
+    while (atomic_load_explicit(&e->word, memory_order_acquire) == seen && rc == REKI_OK) {
+        if (c->timeout_ms == 0)
+            return REKI_ETIMEDOUT;
+        rc = reki__futex_wait(&e->seq, seq, c->deadline);
+        seq = atomic_load_explicit(&e->seq, memory_order_acquire);
+    }
+    return atomic_load_explicit(&e->word, memory_order_acquire) == seen ? REKI_ETIMEDOUT : REKI_OK;
+}
+
+/* e was seen in state `w` inside the caller's read-side section, which this
+ * function ends.  Wait for it to change; RETRY, or a final result. */
+static int wait_entry(struct call *c, struct reki__entry *e, uint64_t w)
+{
+    reki_rt_t *rt = c->reg->rt;
+    ck_hp_record_t *hp = reki__hp_record(rt);
+    if (!hp) {
+        reki__rcu_read_unlock();
+        return REKI_ENOMEM;
+    }
+    /* Protected before the read-side section ends: the reaper's scan comes
+     * after a grace period that includes this section, so it sees the
+     * hazard pointer (ck_hp_set_fence orders it before our later reads). */
+    ck_hp_set_fence(hp, 0, e);
+    atomic_fetch_add_explicit(&e->waiters, 1, memory_order_seq_cst);
+    uint32_t seq = atomic_load_explicit(&e->seq, memory_order_seq_cst);
+    reki__rcu_read_unlock();
+
+    int rc = wait_change(c, e, w, seq);
+    uint64_t now = atomic_load_explicit(&e->word, memory_order_acquire);
+    int outcome = atomic_load_explicit(&e->outcome, memory_order_relaxed);
+    /* release: e's last use by this thread; the reaper acquires it. */
+    atomic_fetch_sub_explicit(&e->waiters, 1, memory_order_release);
+    ck_hp_clear(hp);
+
+    if (rc != REKI_OK)
+        return rc;
+    if (w == REKI__E_STARTING && now == REKI__E_DEAD && outcome < 0)
+        return outcome; /* the start we waited on failed: share its error */
+    if (reki__word_is_pid(now) && reki__pid_alive(&rt->pids, now)) {
+        *c->out = now;
+        return REKI_OK;
+    }
+    return RETRY;
+}
+
+static int attempt(struct call *c)
+{
+    reki_registry_t *reg = c->reg;
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, c->h, c->key, c->keylen);
+    if (!e) {
+        reki__rcu_read_unlock();
+        return claim(c);
+    }
+    uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+    if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w)) {
+        reki__rcu_read_unlock();
+        *c->out = w;
+        return REKI_OK;
+    }
+    if (w == REKI__E_STARTING && e->owner == reki__thread_token()) {
+        reki__rcu_read_unlock();
+        return REKI_EDEADLK;
+    }
+    if (w == REKI__E_DEAD) {
+        /* Being unlinked right now: the writer lock orders us after it. */
+        reki__rcu_read_unlock();
+        pthread_mutex_lock(&reg->wlock);
+        pthread_mutex_unlock(&reg->wlock);
+        return RETRY;
+    }
+    return wait_entry(c, e, w);
+}
+
+int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen,
+                         reki_start_fn start, void *arg, int timeout_ms, reki_pid_t *out)
+{
+    if (REKI__UNLIKELY(!reg || !key || keylen < 1 || keylen > REKI_KEY_MAX || !start || !out ||
+                       timeout_ms < -1))
+        return REKI_EINVAL;
+    struct call c = {reg, key, keylen, {0}, start, arg, NULL, timeout_ms, out};
+    reki__table_hash(reg, key, keylen, &c.h);
+
+    /* The hit path, inline: one probe, two loads. */
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, c.h, key, keylen);
+    if (REKI__LIKELY(e != NULL)) {
+        uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+        if (REKI__LIKELY(reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w))) {
+            reki__rcu_read_unlock();
+            *out = w;
+            return REKI_OK;
+        }
+    }
+    reki__rcu_read_unlock();
+
+    struct timespec ts;
+    c.deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;
+    int rc;
+    while ((rc = attempt(&c)) == RETRY)
+        ;
+    return rc;
+}

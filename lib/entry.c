@@ -1,0 +1,127 @@
+/*
+ * Registry entries: creation, the link to their actor, death and retirement.
+ *
+ * An entry is LIVE from the moment reki__entry_link stores the pid, under
+ * the actor's lock, so the actor's exit hooks (run under or after that lock)
+ * always see it.  The "marked" hook runs at the exit transition: LIVE ->
+ * EXITING and count - 1, so reki_count is exact the moment an actor exits.
+ * The "exited" hook runs after terminate returned: EXITING -> DEAD, unlink,
+ * wake.  Only then may the key start again (guarantee 1).
+ *
+ * Retirement (the epoch-based reaper): call_rcu, so that no lookup that
+ * found the entry in the table still reads it; then ck_hp_free on the
+ * runtime's reaper record, so that no waiter blocked on the entry's futex
+ * (protected by a hazard pointer, since it must not hold an RCU read-side
+ * section across a sleep) still holds it.  A stalled waiter delays only the
+ * entry it waits on, never the reclamation of anything else.
+ */
+#include <string.h>
+
+#include "registry.h"
+
+static void link_marked(struct reki__hook *h, reki_pid_t pid)
+{
+    struct reki__entry *e = REKI__CONTAINER_OF(h, struct reki__entry, link);
+    uint64_t expect = pid;
+    /* seq_cst: with the pid slot's dead store, the exit transition. */
+    if (atomic_compare_exchange_strong_explicit(&e->word, &expect, REKI__E_EXITING,
+                                                memory_order_seq_cst, memory_order_relaxed))
+        atomic_fetch_sub_explicit(&e->reg->count, 1, memory_order_relaxed);
+    reki__entry_changed(e);
+}
+
+static void link_exited(struct reki__hook *h, reki_pid_t pid, int reason)
+{
+    (void)pid;
+    (void)reason;
+    reki__entry_kill(REKI__CONTAINER_OF(h, struct reki__entry, link), 0);
+}
+
+struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_t keylen,
+                                    ck_ht_hash_t h)
+{
+    struct reki__entry *e = reki__malloc(sizeof(*e) + keylen);
+    if (!e)
+        return NULL;
+    memset(e, 0, sizeof(*e));
+    memcpy(e->key, key, keylen);
+    e->keylen = keylen;
+    e->hash = h;
+    e->reg = reg;
+    e->rt = reg->rt;
+    e->owner = reki__thread_token();
+    e->link.marked = link_marked;
+    e->link.exited = link_exited;
+    atomic_init(&e->seq, 0);
+    atomic_init(&e->waiters, 0);
+    atomic_init(&e->outcome, 0);
+    /* release: readers find e through ck_ht (invisible to TSan) and
+     * acquire-load word first: everything above happens-before their reads. */
+    atomic_store_explicit(&e->word, REKI__E_STARTING, memory_order_release);
+    return e;
+}
+
+void reki__entry_changed(struct reki__entry *e)
+{
+    /* seq_cst: Dekker with a waiter's "waiters + 1; read seq; read word". */
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&e->waiters, memory_order_seq_cst) > 0)
+        reki__futex_wake(&e->seq, INT32_MAX);
+}
+
+struct link_pub {
+    struct reki__entry *e;
+    reki_pid_t pid;
+};
+
+static void link_publish(void *arg)
+{
+    struct link_pub *lp = arg;
+    /* release: pairs with lookups' acquire of word. */
+    atomic_store_explicit(&lp->e->word, lp->pid, memory_order_release);
+    atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
+    /* Under the actor's lock: its exit hooks, which retire e, wait for us. */
+    reki__entry_changed(lp->e);
+}
+
+int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
+{
+    reki_rt_t *rt = e->rt;
+    struct link_pub lp = {e, pid};
+    int rc = REKI_EDEAD;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
+    if (p)
+        rc = reki__proc_add_hook(p, &e->link, true, link_publish, &lp);
+    reki__rcu_read_unlock();
+    return rc;
+}
+
+static void entry_rcu_cb(struct rcu_head *head)
+{
+    struct reki__entry *e = REKI__CONTAINER_OF(head, struct reki__entry, rcu);
+    reki_rt_t *rt = e->rt;
+    reki__rcu_reclaim_acquire();
+    /* acquire: pairs with each waiter's release decrement, the last thing it
+     * does with e: its reads happen-before the free (TSan sees this edge). */
+    (void)atomic_load_explicit(&e->waiters, memory_order_acquire);
+    pthread_mutex_lock(&rt->hp_lock);
+    ck_hp_free(rt->reaper, &e->hazard, e, e);
+    pthread_mutex_unlock(&rt->hp_lock);
+}
+
+void reki__entry_kill(struct reki__entry *e, int outcome)
+{
+    reki_registry_t *reg = e->reg;
+    atomic_store_explicit(&e->outcome, outcome, memory_order_relaxed);
+    pthread_mutex_lock(&reg->wlock);
+    /* release: the outcome is visible to whoever sees DEAD. */
+    atomic_store_explicit(&e->word, REKI__E_DEAD, memory_order_seq_cst);
+    reki__table_remove(reg, e);
+    REKI__YIELD();
+    reki__entry_changed(e);
+    reki__call_rcu(&e->rcu, entry_rcu_cb);
+    if (--reg->entries == 0 && atomic_load_explicit(&reg->closing, memory_order_relaxed))
+        pthread_cond_broadcast(&reg->drained);
+    pthread_mutex_unlock(&reg->wlock);
+}

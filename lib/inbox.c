@@ -1,0 +1,132 @@
+/*
+ * Inboxes: a pid that a plain thread receives on (a Gleam Subject made in
+ * main).  The receiving thread is the mailbox's single consumer; it sleeps on
+ * the proc's `sched` word like a dedicated actor's thread.
+ *
+ * Killing an inbox's pid (reki_kill, reki_rt_free, a registry stop) is its
+ * exit: sends fail from then on, links and monitors run at once (there is no
+ * terminate).  Messages accepted before it stay receivable until
+ * reki_inbox_free, which drops what is left.
+ */
+#include "internal.h"
+
+struct reki_inbox {
+    struct reki__proc *p;
+    struct reki__list node; /* rt->inboxes */
+};
+
+int reki_inbox_new(reki_rt_t *rt, reki_inbox_t **out)
+{
+    return reki_inbox_new_ex(rt, NULL, out);
+}
+
+int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t **out)
+{
+    if (!rt || !out)
+        return REKI_EINVAL;
+    reki_inbox_t *in = reki__malloc(sizeof(*in));
+    if (!in)
+        return REKI_ENOMEM;
+    reki_behavior_t b = {.drop = opts ? opts->drop : NULL};
+    int rc = reki__proc_new(rt, &b, NULL, REKI__INBOX, &in->p);
+    if (rc != REKI_OK) {
+        reki__free(in);
+        return rc;
+    }
+    atomic_store_explicit(&in->p->sched, REKI__SCHEDULED, memory_order_release);
+    pthread_mutex_lock(&rt->objs_lock);
+    reki__list_add(&rt->inboxes, &in->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+    /* A reki_rt_free that began meanwhile swept before we were listed. */
+    if (atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
+        reki__kill_pid(rt, in->p->pid, REKI_EXIT_SHUTDOWN);
+    *out = in;
+    return REKI_OK;
+}
+
+reki_pid_t reki_inbox_pid(const reki_inbox_t *in)
+{
+    return in ? in->p->pid : 0;
+}
+
+int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg))
+{
+    if (!in)
+        return REKI_EINVAL;
+    in->p->drop = drop;
+    return REKI_OK;
+}
+
+/* Sleep until a sender wakes us; REKI_ETIMEDOUT at the deadline. */
+static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
+{
+    uint32_t s = REKI__SCHEDULED;
+    /* SCHEDULED -> IDLE, unless the exit path already wrote DONE. */
+    if (atomic_compare_exchange_strong_explicit(&p->sched, &s, REKI__IDLE, memory_order_seq_cst,
+                                                memory_order_seq_cst))
+        s = REKI__IDLE;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!reki__mbox_empty(p))
+        return REKI_OK;
+    int rc = reki__futex_wait(&p->sched, s, deadline);
+    if (s == REKI__IDLE) {
+        uint32_t idle = REKI__IDLE;
+        atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
+                                                memory_order_acquire, memory_order_acquire);
+    }
+    return rc;
+}
+
+int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
+{
+    if (!in || !msg || timeout_ms < -1)
+        return REKI_EINVAL;
+    struct timespec ts;
+    const struct timespec *deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;
+    for (;;) {
+        int rc = reki__mbox_pop(in->p, msg);
+        if (rc > 0)
+            return REKI_OK;
+        if (rc < 0) {
+            sched_yield(); /* a sender is mid-enqueue */
+            continue;
+        }
+        if (timeout_ms == 0)
+            return REKI_ETIMEDOUT;
+        if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT)
+            return reki__mbox_pop(in->p, msg) > 0 ? REKI_OK : REKI_ETIMEDOUT;
+    }
+}
+
+static void inbox_release(reki_inbox_t *in)
+{
+    struct reki__proc *p = in->p;
+    reki__kill_pid(p->rt, p->pid, REKI_EXIT_NORMAL);
+    reki__mbox_drain(p);
+    reki__proc_retire(p); /* late senders' messages are dropped after a grace period */
+    reki__free(in);
+}
+
+void reki_inbox_free(reki_inbox_t *in)
+{
+    if (!in)
+        return;
+    reki_rt_t *rt = in->p->rt;
+    pthread_mutex_lock(&rt->objs_lock);
+    reki__list_del(&in->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+    inbox_release(in);
+}
+
+void reki__inbox_free_all(reki_rt_t *rt)
+{
+    pthread_mutex_lock(&rt->objs_lock);
+    while (rt->inboxes.next != &rt->inboxes) {
+        struct reki__list *n = rt->inboxes.next;
+        reki__list_del(n);
+        pthread_mutex_unlock(&rt->objs_lock);
+        inbox_release(REKI__CONTAINER_OF(n, reki_inbox_t, node));
+        pthread_mutex_lock(&rt->objs_lock);
+    }
+    pthread_mutex_unlock(&rt->objs_lock);
+}

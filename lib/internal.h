@@ -1,0 +1,315 @@
+/*
+ * Private declarations shared by the library's modules.  Nothing here is
+ * installed.  Non-static internal symbols carry the reki__ prefix.
+ *
+ * Memory-ordering conventions: every atomic names its order; "pairs with"
+ * comments name the other side.  liburcu and ck are called out of line under
+ * ThreadSanitizer (REKI_TSAN), whose view of them is empty, so every object we
+ * hand across threads through them is also published by a C11 release store
+ * that the receiving side acquire-loads first.
+ */
+#ifndef REKI_INTERNAL_H
+#define REKI_INTERNAL_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <urcu-bp.h>
+#include <urcu/wfcqueue.h>
+#include <ck_hp.h>
+#include <ck_ht.h>
+
+#include "reki/reki.h"
+
+#define REKI__CONTAINER_OF(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#if defined(__GNUC__)
+#define REKI__LIKELY(x) __builtin_expect(!!(x), 1)
+#define REKI__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define REKI__LIKELY(x) (x)
+#define REKI__UNLIKELY(x) (x)
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define REKI__CPU_RELAX() __builtin_ia32_pause()
+#else
+#define REKI__CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
+#endif
+
+/* ------------------------------------------------------------ alloc.c -- */
+
+void *reki__malloc(size_t size);
+void *reki__calloc(size_t n, size_t size);
+void *reki__aligned_alloc(size_t align, size_t size);
+void reki__free(void *p);
+/* pthread_create with fault injection; returns 0 or REKI_EAGAIN. */
+int reki__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
+
+#ifdef REKI_DEBUG_YIELD
+void reki__debug_yield(void);
+#define REKI__YIELD() reki__debug_yield()
+#else
+#define REKI__YIELD() ((void)0)
+#endif
+
+/* ------------------------------------------------------------ sync.c -- */
+
+/* A test-and-test-and-set lock made of a C11 atomic, so that ThreadSanitizer
+ * sees its acquire/release (ck_spinlock's inline assembly is invisible to it),
+ * and one byte instead of a 40-byte pthread mutex in every actor. Held only
+ * for a handful of stores: never across user code or a system call. */
+typedef struct reki__spin {
+    _Atomic unsigned char held;
+} reki__spin_t;
+
+void reki__spin_lock(reki__spin_t *l);
+void reki__spin_unlock(reki__spin_t *l);
+
+/* Absolute CLOCK_MONOTONIC deadline timeout_ms from now; false for -1 (none). */
+bool reki__deadline(struct timespec *ts, int timeout_ms);
+/* Sleep while *addr == val, until woken or the deadline (NULL: none).
+ * Returns 0 (woken, changed, or spurious) or REKI_ETIMEDOUT. */
+int reki__futex_wait(_Atomic uint32_t *addr, uint32_t val, const struct timespec *deadline);
+void reki__futex_wake(_Atomic uint32_t *addr, int n);
+/* A condition variable whose timed waits take reki__deadline's clock. */
+int reki__cond_init(pthread_cond_t *cv);
+
+/* ------------------------------------------------------------- rcu.c -- */
+
+/* urcu-bp: registration is automatic, so threads we have never seen (the
+ * host's) can read.  Under TSan, the grace period is made visible with
+ * annotations: each read-side unlock releases, each reclaimer acquires. */
+void reki__rcu_read_lock(void);
+void reki__rcu_read_unlock(void);
+void reki__rcu_reclaim_acquire(void);
+void reki__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *));
+void reki__rcu_barrier(void);
+
+/* ------------------------------------------------------------- pids -- */
+
+/* pid = generation << 26 | slot index.  Generations start at 1, so every pid
+ * is >= 2^26 and small values are free for entry states.  Bit 63 marks a dead
+ * slot, so generations stop at 2^37 - 1: a slot that reaches it is retired
+ * for good rather than wrapped, and no pid is ever reused. */
+#define REKI__IDX_BITS 26u
+#define REKI__IDX_MASK ((UINT64_C(1) << REKI__IDX_BITS) - 1)
+#define REKI__PID_MIN (UINT64_C(1) << REKI__IDX_BITS)
+#define REKI__DEAD_BIT (UINT64_C(1) << 63)
+#define REKI__GEN_MAX ((UINT64_C(1) << (63 - REKI__IDX_BITS)) - 1)
+#define REKI__CHUNK_BITS 14u
+#define REKI__CHUNK_SLOTS (1u << REKI__CHUNK_BITS)
+#define REKI__NCHUNKS (1u << (REKI__IDX_BITS - REKI__CHUNK_BITS))
+
+struct reki__proc;
+
+struct reki__slot {
+    /* == the occupant's pid while it lives; pid | DEAD_BIT after; 0 never used. */
+    _Atomic uint64_t live;
+    _Atomic(struct reki__proc *) proc;
+};
+
+struct reki__pidtab {
+    /* Chunks are allocated on demand and never move or shrink until the
+     * runtime is freed, so readers index them without a lock. */
+    _Atomic(struct reki__slot *) chunks[REKI__NCHUNKS];
+    pthread_mutex_t lock; /* guards the free list and next */
+    uint32_t *free_idx;
+    size_t nfree, cap_free;
+    uint32_t next; /* slots [0, next) have been handed out at least once */
+};
+
+int reki__pidtab_init(struct reki__pidtab *t);
+void reki__pidtab_destroy(struct reki__pidtab *t);
+/* Reserve a slot for p; the pid is returned but not yet live. */
+int reki__pid_alloc(struct reki__pidtab *t, struct reki__proc *p, reki_pid_t *pid);
+/* Make pid live (release: pairs with the acquire in reki__pid_resolve). */
+void reki__pid_publish(struct reki__pidtab *t, reki_pid_t pid);
+/* Mark dead (the exit transition's store). */
+void reki__pid_kill(struct reki__pidtab *t, reki_pid_t pid);
+/* Give the slot back after a grace period: no reader can hold the old pid's proc. */
+void reki__pid_release(struct reki__pidtab *t, reki_pid_t pid);
+/* The proc of a live pid, or NULL.  Caller is in an RCU read-side section. */
+struct reki__proc *reki__pid_resolve(struct reki__pidtab *t, reki_pid_t pid);
+bool reki__pid_alive(struct reki__pidtab *t, reki_pid_t pid);
+/* Call fn on every live proc (inside one RCU read-side section). */
+void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(struct reki__proc *, void *),
+                            void *arg);
+
+/* --------------------------------------------------------- procs -- */
+
+/* Hooks run on a proc's exit.  Registry links run before monitors. */
+struct reki__hook {
+    struct reki__hook *next;
+    /* At the exit transition itself, under the proc lock: must not block. */
+    void (*marked)(struct reki__hook *h, reki_pid_t pid);
+    /* After terminate has returned, with no lock held. */
+    void (*exited)(struct reki__hook *h, reki_pid_t pid, int reason);
+};
+
+enum reki__proc_kind { REKI__LIGHT = 0, REKI__DEDICATED = 1, REKI__INBOX = 2 };
+
+/* proc->sched */
+enum {
+    REKI__IDLE = 0,      /* mailbox empty as far as the consumer knows; nobody will look */
+    REKI__SCHEDULED = 1, /* queued on a worker, running, or its consumer is awake */
+    REKI__INIT = 2,      /* init is running: messages wait, nobody runs */
+    REKI__DONE = 3       /* exit path finished: never scheduled again */
+};
+
+#define REKI__ALIVE (-1)
+
+struct reki__proc {
+    struct __cds_wfcq_head mq_head; /* mailbox: MPSC, this proc's consumer dequeues */
+    struct cds_wfcq_tail mq_tail;
+    _Atomic uint32_t sched;  /* REKI__IDLE ...; also the futex of dedicated/inbox consumers */
+    _Atomic int32_t reason;  /* REKI__ALIVE, or the exit reason once exited */
+    reki__spin_t lock;       /* exit transition, hook lists */
+    uint8_t kind;
+    uint8_t no_terminate;    /* init failed: the actor never lived */
+    reki_pid_t pid;
+    reki_rt_t *rt;
+    reki_next_t (*handle)(void *, void *, reki_pid_t);
+    void (*terminate)(void *, int);
+    void (*drop)(void *);
+    void *state;
+    struct reki__hook *links;    /* registry entries naming this pid */
+    struct reki__hook *monitors;
+    struct cds_wfcq_node rq_node; /* run-queue link (light actors) */
+    struct rcu_head rcu;
+    void *ext; /* dedicated: struct reki__dthread */
+};
+
+/* mailbox.c */
+/* Queue msg; returns REKI_OK or REKI_ENOMEM.  *was_empty tells whether the
+ * mailbox was empty before: the sender that fills it schedules the proc. */
+int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
+/* 1 and *msg; 0 if empty; -1 if a sender is half-way through an enqueue. */
+int reki__mbox_pop(struct reki__proc *p, void **msg);
+bool reki__mbox_empty(struct reki__proc *p);
+/* Hand every queued message to p->drop (or discard); returns how many. */
+size_t reki__mbox_drain(struct reki__proc *p);
+
+/* actor.c */
+/* The exit transition: atomically dead, early hooks.  False if already dead. */
+bool reki__proc_exit(struct reki__proc *p, int reason);
+/* Exit p (if alive) from any thread and make its owner run the exit path. */
+int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason);
+/* The exit path, on the proc's own thread after the transition. */
+void reki__proc_finish(struct reki__proc *p);
+/* A new proc with a live pid, its sched at REKI__INIT (nobody runs it yet). */
+int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
+                   struct reki__proc **out);
+/* Make p's consumer look at its mailbox (IDLE -> SCHEDULED). */
+void reki__proc_wake(struct reki__proc *p);
+/* Handle one dequeued message; false once the actor has exited and finished. */
+bool reki__proc_handle_one(struct reki__proc *p, void *msg);
+/* Free p and its pid after a grace period (late messages go to drop). */
+void reki__proc_retire(struct reki__proc *p);
+/* Run queued messages of a light proc; called by a worker. */
+void reki__proc_run(struct reki__proc *p);
+
+/* monitor.c */
+/* Add h to p's links (registry) or monitors, if p lives.  Under p's lock,
+ * then `publish(arg)` runs, so that it is ordered before any exit hook. */
+int reki__proc_add_hook(struct reki__proc *p, struct reki__hook *h, bool link,
+                        void (*publish)(void *), void *arg);
+void reki__proc_run_marked(struct reki__proc *p);
+void reki__proc_run_exited(struct reki__proc *p, int reason);
+
+/* ------------------------------------------------------------ sched.c -- */
+
+struct reki__worker {
+    struct __cds_wfcq_head head;
+    struct cds_wfcq_tail tail;
+    pthread_mutex_t dq_lock; /* dequeuers: the owner and thieves */
+    pthread_t tid;
+    reki_rt_t *rt;
+    unsigned id;
+    bool started;
+} __attribute__((aligned(64)));
+
+int reki__sched_start(reki_rt_t *rt, unsigned nworkers);
+void reki__sched_stop(reki_rt_t *rt);
+void reki__sched_push(reki_rt_t *rt, struct reki__proc *p);
+
+/* -------------------------------------------------------------- tls.c -- */
+
+/* A value unique to the calling thread among live threads. */
+const void *reki__thread_token(void);
+struct reki__worker *reki__tls_worker(void);
+void reki__tls_set_worker(struct reki__worker *w);
+unsigned reki__tls_next_rr(void);
+
+/* Hazard-pointer record of the calling thread for rt (created on first use,
+ * released at thread exit); NULL on allocation failure. */
+ck_hp_record_t *reki__hp_record(reki_rt_t *rt);
+int reki__hp_init(reki_rt_t *rt);
+void reki__hp_destroy(reki_rt_t *rt);
+/* Live-runtime set, so thread-exit destructors never touch a freed runtime. */
+void reki__rt_list_add(reki_rt_t *rt);
+void reki__rt_list_remove(reki_rt_t *rt);
+
+/* ----------------------------------------------------------- runtime -- */
+
+struct reki__list {
+    struct reki__list *next, *prev;
+};
+
+struct reki_rt {
+    struct reki__pidtab pids;
+    struct reki__worker *workers;
+    unsigned nworkers;
+    _Atomic uint32_t ec_seq;   /* worker event count (futex) */
+    _Atomic uint32_t sleepers; /* workers asleep or about to be */
+    _Atomic int stop;          /* workers: finish queued work and leave */
+    _Atomic int shutdown;      /* reki_rt_free has begun */
+
+    _Atomic size_t live_procs; /* procs whose exit path has not finished */
+    pthread_mutex_t wait_lock; /* with wait_cv: rt_free waiting for live_procs */
+    pthread_cond_t wait_cv;
+
+    pthread_mutex_t objs_lock; /* registries, inboxes and dedicated-thread zombies */
+    struct reki__list registries;
+    struct reki__list inboxes;
+    struct reki__dthread *dthreads; /* every dedicated thread not yet joined */
+
+    /* Hazard pointers (entries that waiters hold across a blocking wait). */
+    ck_hp_t hp;
+    pthread_mutex_t hp_lock; /* record registration and the reaper record */
+    ck_hp_record_t *reaper;
+    struct reki__hprec *hp_owned;
+    uint64_t id; /* unique per runtime in this process */
+    struct reki__list live_node;
+};
+
+void reki__rt_proc_done(reki_rt_t *rt);
+void reki__list_init(struct reki__list *l);
+void reki__list_add(struct reki__list *head, struct reki__list *n);
+void reki__list_del(struct reki__list *n);
+
+/* inbox.c */
+void reki__inbox_free_all(reki_rt_t *rt);
+
+/* registry.c */
+void reki__registry_free_all(reki_rt_t *rt);
+
+/* dedicated.c */
+struct reki__dthread {
+    pthread_t tid;
+    _Atomic int finished; /* past its last use of the proc: join will not block long */
+    struct reki__dthread *next; /* rt->dthreads */
+};
+int reki__dedicated_start(struct reki__proc *p);
+/* init failed after the thread started: let it run the exit path, join it. */
+void reki__dedicated_abort(struct reki__proc *p);
+/* Join finished dedicated threads (all of them when `all`). */
+void reki__dedicated_reap(reki_rt_t *rt, bool all);
+
+#endif /* REKI_INTERNAL_H */

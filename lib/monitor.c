@@ -1,0 +1,90 @@
+/*
+ * Exit hooks: monitors (reki_monitor) and registry links.
+ *
+ * A hook is added under the proc's lock only while the proc lives, and the
+ * exit transition happens under the same lock, so every hook is either added
+ * before the transition (and runs) or refused with REKI_EDEAD: exactly once.
+ * Registry links run before monitors, so a monitor that fires after an
+ * actor's exit finds its key already free to start again.
+ */
+#include "internal.h"
+
+struct monitor {
+    struct reki__hook hook;
+    reki_down_fn fn;
+    void *arg;
+};
+
+int reki__proc_add_hook(struct reki__proc *p, struct reki__hook *h, bool link,
+                        void (*publish)(void *), void *arg)
+{
+    reki__spin_lock(&p->lock);
+    if (atomic_load_explicit(&p->reason, memory_order_relaxed) != REKI__ALIVE) {
+        reki__spin_unlock(&p->lock);
+        return REKI_EDEAD;
+    }
+    struct reki__hook **list = link ? &p->links : &p->monitors;
+    h->next = *list;
+    *list = h;
+    if (publish)
+        publish(arg);
+    reki__spin_unlock(&p->lock);
+    return REKI_OK;
+}
+
+void reki__proc_run_marked(struct reki__proc *p)
+{
+    for (struct reki__hook *h = p->links; h; h = h->next)
+        if (h->marked)
+            h->marked(h, p->pid);
+}
+
+static void run_list(struct reki__hook *h, reki_pid_t pid, int reason)
+{
+    while (h) {
+        struct reki__hook *next = h->next; /* h may be freed by its callback */
+        h->exited(h, pid, reason);
+        h = next;
+    }
+}
+
+void reki__proc_run_exited(struct reki__proc *p, int reason)
+{
+    /* After the transition no hook is added; the lock makes the lists'
+     * last writers happen-before this read. */
+    reki__spin_lock(&p->lock);
+    struct reki__hook *links = p->links, *mons = p->monitors;
+    p->links = p->monitors = NULL;
+    reki__spin_unlock(&p->lock);
+    run_list(links, p->pid, reason);
+    run_list(mons, p->pid, reason);
+}
+
+static void monitor_fire(struct reki__hook *h, reki_pid_t pid, int reason)
+{
+    struct monitor *m = REKI__CONTAINER_OF(h, struct monitor, hook);
+    m->fn(pid, reason, m->arg);
+    reki__free(m);
+}
+
+int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg)
+{
+    if (!rt || !fn)
+        return REKI_EINVAL;
+    struct monitor *m = reki__malloc(sizeof(*m));
+    if (!m)
+        return REKI_ENOMEM;
+    m->hook.marked = NULL;
+    m->hook.exited = monitor_fire;
+    m->fn = fn;
+    m->arg = arg;
+    int rc = REKI_EDEAD;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
+    if (p)
+        rc = reki__proc_add_hook(p, &m->hook, false, NULL, NULL);
+    reki__rcu_read_unlock();
+    if (rc != REKI_OK)
+        reki__free(m);
+    return rc;
+}

@@ -1,0 +1,190 @@
+/*
+ * The registry's read side and lifecycle: reki_lookup, reki_stop,
+ * reki_count, reki_foreach, reki_registry_new/free.
+ *
+ * reki_lookup linearizes at its acquire load of the pid slot: it returns a
+ * pid only if, at that instant, the entry named it and the pid was alive.
+ * Since the exit transition is the store that kills the slot, a lookup that
+ * begins after an actor's exit can never return that actor's pid.  The read
+ * path is: hash, one ck_ht probe, one load of the entry word, one load of the
+ * pid slot, inside an urcu-bp read-side section (thread-local counter only).
+ */
+#include <string.h>
+
+#include "registry.h"
+
+static bool key_ok(const void *key, size_t keylen)
+{
+    return key && keylen >= 1 && keylen <= REKI_KEY_MAX;
+}
+
+int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_registry_t **out)
+{
+    if (!rt || !out)
+        return REKI_EINVAL;
+    if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
+        return REKI_ESHUTDOWN;
+    reki_registry_t *reg = reki__calloc(1, sizeof(*reg));
+    if (!reg)
+        return REKI_ENOMEM;
+    reg->rt = rt;
+    if (!reki__table_init(reg, opts ? opts->capacity : 0)) {
+        reki__free(reg);
+        return REKI_ENOMEM;
+    }
+    pthread_mutex_init(&reg->wlock, NULL);
+    if (reki__cond_init(&reg->drained) != REKI_OK) {
+        reki__table_destroy(reg);
+        reki__free(reg);
+        return REKI_ENOMEM;
+    }
+    atomic_init(&reg->count, 0);
+    atomic_init(&reg->closing, 0);
+    pthread_mutex_lock(&rt->objs_lock);
+    reki__list_add(&rt->registries, &reg->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+    *out = reg;
+    return REKI_OK;
+}
+
+/* Every entry of reg, taken under wlock, into a fresh array (caller frees).
+ * The caller is inside an RCU read-side section, begun before the snapshot,
+ * so every entry stays readable until it leaves. */
+static int snapshot(reki_registry_t *reg, struct reki__entry ***out, size_t *n)
+{
+    pthread_mutex_lock(&reg->wlock);
+    size_t cap = reg->entries;
+    struct reki__entry **arr = reki__malloc((cap ? cap : 1) * sizeof(*arr));
+    if (!arr) {
+        pthread_mutex_unlock(&reg->wlock);
+        return REKI_ENOMEM;
+    }
+    *n = reki__table_snapshot(reg, arr, cap);
+    pthread_mutex_unlock(&reg->wlock);
+    *out = arr;
+    return REKI_OK;
+}
+
+/* Stop every registered actor; an allocation failure just means a retry. */
+static void stop_all(reki_registry_t *reg)
+{
+    struct reki__entry **arr;
+    size_t n;
+    reki__rcu_read_lock();
+    while (snapshot(reg, &arr, &n) != REKI_OK) {
+        reki__rcu_read_unlock();
+        sched_yield();
+        reki__rcu_read_lock();
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w = atomic_load_explicit(&arr[i]->word, memory_order_acquire);
+        if (reki__word_is_pid(w))
+            reki__kill_pid(reg->rt, w, REKI_EXIT_SHUTDOWN);
+    }
+    reki__rcu_read_unlock();
+    reki__free(arr);
+}
+
+static void registry_destroy(reki_registry_t *reg)
+{
+    atomic_store_explicit(&reg->closing, 1, memory_order_seq_cst);
+    for (;;) {
+        stop_all(reg);
+        pthread_mutex_lock(&reg->wlock);
+        struct timespec ts;
+        reki__deadline(&ts, 20);
+        while (reg->entries > 0 && pthread_cond_timedwait(&reg->drained, &reg->wlock, &ts) == 0)
+            ;
+        bool done = reg->entries == 0;
+        pthread_mutex_unlock(&reg->wlock);
+        if (done)
+            break;
+    }
+    reki__table_destroy(reg);
+    pthread_cond_destroy(&reg->drained);
+    pthread_mutex_destroy(&reg->wlock);
+    reki__free(reg);
+}
+
+void reki_registry_free(reki_registry_t *reg)
+{
+    if (!reg)
+        return;
+    reki_rt_t *rt = reg->rt;
+    pthread_mutex_lock(&rt->objs_lock);
+    reki__list_del(&reg->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+    registry_destroy(reg);
+}
+
+void reki__registry_free_all(reki_rt_t *rt)
+{
+    pthread_mutex_lock(&rt->objs_lock);
+    while (rt->registries.next != &rt->registries) {
+        struct reki__list *n = rt->registries.next;
+        reki__list_del(n);
+        pthread_mutex_unlock(&rt->objs_lock);
+        registry_destroy(REKI__CONTAINER_OF(n, reki_registry_t, node));
+        pthread_mutex_lock(&rt->objs_lock);
+    }
+    pthread_mutex_unlock(&rt->objs_lock);
+}
+
+int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen, reki_pid_t *out)
+{
+    if (REKI__UNLIKELY(!reg || !out || !key_ok(key, keylen)))
+        return REKI_EINVAL;
+    ck_ht_hash_t h;
+    reki__table_hash(reg, key, keylen, &h);
+    int rc = REKI_ENOTFOUND;
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, h, key, keylen);
+    if (e) {
+        /* acquire: pairs with link_publish's release. */
+        uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+        if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w)) {
+            *out = w;
+            rc = REKI_OK;
+        }
+    }
+    reki__rcu_read_unlock();
+    return rc;
+}
+
+int reki_stop(reki_registry_t *reg, const void *key, size_t keylen)
+{
+    reki_pid_t pid;
+    int rc = reki_lookup(reg, key, keylen, &pid);
+    if (rc != REKI_OK)
+        return rc;
+    /* Lost a race with another exit: then there is no live actor to stop. */
+    return reki__kill_pid(reg->rt, pid, REKI_EXIT_SHUTDOWN) == REKI_OK ? REKI_OK : REKI_ENOTFOUND;
+}
+
+size_t reki_count(const reki_registry_t *reg)
+{
+    return reg ? atomic_load_explicit(&reg->count, memory_order_relaxed) : 0;
+}
+
+int reki_foreach(reki_registry_t *reg,
+                 int (*fn)(const void *key, size_t keylen, reki_pid_t pid, void *arg), void *arg)
+{
+    if (!reg || !fn)
+        return REKI_EINVAL;
+    struct reki__entry **arr;
+    size_t n;
+    int rc = REKI_OK;
+    reki__rcu_read_lock();
+    if (snapshot(reg, &arr, &n) != REKI_OK) {
+        reki__rcu_read_unlock();
+        return REKI_ENOMEM;
+    }
+    for (size_t i = 0; i < n && rc == REKI_OK; i++) {
+        uint64_t w = atomic_load_explicit(&arr[i]->word, memory_order_acquire);
+        if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w))
+            rc = fn(arr[i]->key, arr[i]->keylen, w, arg);
+    }
+    reki__rcu_read_unlock();
+    reki__free(arr);
+    return rc;
+}

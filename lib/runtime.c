@@ -1,0 +1,152 @@
+/*
+ * The runtime: pid table, worker pool, hazard-pointer domain, and the
+ * shutdown sequence of reki_rt_free.
+ *
+ * Shutdown: set `shutdown` (new spawns fail; a spawn already past its check
+ * is counted in live_procs and re-checks after publishing its pid), then exit
+ * every live proc with REKI_EXIT_SHUTDOWN and wait for every exit path to
+ * finish, re-sweeping in case a callback spawned meanwhile.  Only then are
+ * registries and inboxes freed, workers and dedicated threads joined, and the
+ * RCU callbacks of this runtime (proc and entry reclamation, late messages'
+ * drops) flushed with rcu_barrier before the memory goes.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_WORKERS 1024u
+
+void reki__list_init(struct reki__list *l)
+{
+    l->next = l->prev = l;
+}
+
+void reki__list_add(struct reki__list *head, struct reki__list *n)
+{
+    n->next = head->next;
+    n->prev = head;
+    head->next->prev = n;
+    head->next = n;
+}
+
+void reki__list_del(struct reki__list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+
+void reki__rt_proc_done(reki_rt_t *rt)
+{
+    if (!atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
+        atomic_fetch_sub_explicit(&rt->live_procs, 1, memory_order_release);
+        return;
+    }
+    /* Under the lock, so reki_rt_free cannot see zero and free rt while we
+     * are still about to signal it. */
+    pthread_mutex_lock(&rt->wait_lock);
+    atomic_fetch_sub_explicit(&rt->live_procs, 1, memory_order_release);
+    pthread_cond_broadcast(&rt->wait_cv);
+    pthread_mutex_unlock(&rt->wait_lock);
+}
+
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : (n > (long)MAX_WORKERS ? MAX_WORKERS : (unsigned)n);
+}
+
+static int rt_init_locks(reki_rt_t *rt)
+{
+    if (reki__cond_init(&rt->wait_cv) != REKI_OK)
+        return REKI_ENOMEM;
+    pthread_mutex_init(&rt->wait_lock, NULL);
+    pthread_mutex_init(&rt->objs_lock, NULL);
+    reki__list_init(&rt->registries);
+    reki__list_init(&rt->inboxes);
+    return REKI_OK;
+}
+
+static void rt_destroy_locks(reki_rt_t *rt)
+{
+    pthread_cond_destroy(&rt->wait_cv);
+    pthread_mutex_destroy(&rt->wait_lock);
+    pthread_mutex_destroy(&rt->objs_lock);
+}
+
+int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out)
+{
+    if (!out || (opts && opts->workers > MAX_WORKERS))
+        return REKI_EINVAL;
+    unsigned nworkers = (opts && opts->workers) ? opts->workers : default_workers();
+    reki_rt_t *rt = reki__aligned_alloc(64, sizeof(*rt));
+    if (!rt)
+        return REKI_ENOMEM;
+    memset(rt, 0, sizeof(*rt));
+    int rc = reki__pidtab_init(&rt->pids);
+    if (rc != REKI_OK)
+        goto fail_rt;
+    if ((rc = rt_init_locks(rt)) != REKI_OK)
+        goto fail_pids;
+    if ((rc = reki__hp_init(rt)) != REKI_OK)
+        goto fail_locks;
+    reki__rt_list_add(rt);
+    if ((rc = reki__sched_start(rt, nworkers)) != REKI_OK)
+        goto fail_hp;
+    *out = rt;
+    return REKI_OK;
+fail_hp:
+    reki__rt_list_remove(rt);
+    reki__hp_destroy(rt);
+fail_locks:
+    rt_destroy_locks(rt);
+fail_pids:
+    reki__pidtab_destroy(&rt->pids);
+fail_rt:
+    reki__free(rt);
+    return rc;
+}
+
+static void shutdown_one(struct reki__proc *p, void *arg)
+{
+    reki_rt_t *rt = arg;
+    reki__kill_pid(rt, p->pid, REKI_EXIT_SHUTDOWN);
+}
+
+static void stop_all_procs(reki_rt_t *rt)
+{
+    atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
+    for (;;) {
+        reki__pid_foreach_live(&rt->pids, shutdown_one, rt);
+        pthread_mutex_lock(&rt->wait_lock);
+        struct timespec ts;
+        reki__deadline(&ts, 20);
+        while (atomic_load_explicit(&rt->live_procs, memory_order_acquire) > 0 &&
+               pthread_cond_timedwait(&rt->wait_cv, &rt->wait_lock, &ts) == 0)
+            ;
+        bool done = atomic_load_explicit(&rt->live_procs, memory_order_acquire) == 0;
+        pthread_mutex_unlock(&rt->wait_lock);
+        if (done)
+            return;
+    }
+}
+
+void reki_rt_free(reki_rt_t *rt)
+{
+    if (!rt)
+        return;
+    stop_all_procs(rt);
+    reki__registry_free_all(rt);
+    reki__inbox_free_all(rt);
+    reki__sched_stop(rt);
+    reki__dedicated_reap(rt, true);
+    /* Runs every reclamation callback queued so far, ours included. */
+    reki__rcu_barrier();
+    reki__rcu_reclaim_acquire();
+    reki__rt_list_remove(rt);
+    reki__hp_destroy(rt);
+    rt_destroy_locks(rt);
+    reki__pidtab_destroy(&rt->pids);
+    reki__free(rt);
+}
