@@ -37,6 +37,7 @@ static void retire_cb(struct rcu_head *head)
     reki__mbox_drain(p);
     reki__pid_release(&p->rt->pids, p->pid);
     reki__free(p);
+    reki__rcu_callback_done();
 }
 
 void reki__proc_retire(struct reki__proc *p)
@@ -111,7 +112,7 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
 static void run_idle(struct reki__proc *p)
 {
     atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
+    REKI__FENCE();
     if (reki__mbox_empty(p) &&
         atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE)
         return;
@@ -212,7 +213,7 @@ int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t k
 static void proc_activate(struct reki__proc *p)
 {
     atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
+    REKI__FENCE();
     if (atomic_load_explicit(&p->rt->shutdown, memory_order_seq_cst))
         reki__proc_exit(p, REKI_EXIT_SHUTDOWN);
     if (!reki__mbox_empty(p) ||

@@ -36,7 +36,7 @@ static void dthread_loop(struct reki__proc *p)
             continue;
         }
         atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
-        atomic_thread_fence(memory_order_seq_cst);
+        REKI__FENCE();
         if (!reki__mbox_empty(p) ||
             atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
             continue;

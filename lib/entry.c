@@ -102,12 +102,19 @@ static void entry_rcu_cb(struct rcu_head *head)
     struct reki__entry *e = REKI__CONTAINER_OF(head, struct reki__entry, rcu);
     reki_rt_t *rt = e->rt;
     reki__rcu_reclaim_acquire();
-    /* acquire: pairs with each waiter's release decrement, the last thing it
-     * does with e: its reads happen-before the free (TSan sees this edge). */
-    (void)atomic_load_explicit(&e->waiters, memory_order_acquire);
     pthread_mutex_lock(&rt->hp_lock);
     ck_hp_free(rt->reaper, &e->hazard, e, e);
     pthread_mutex_unlock(&rt->hp_lock);
+    reki__rcu_callback_done();
+}
+
+void reki__entry_destroy(void *p)
+{
+    struct reki__entry *e = p;
+    /* acquire: pairs with each waiter's release decrement, the last thing it
+     * does with e before clearing its hazard pointer (TSan sees this edge). */
+    (void)atomic_load_explicit(&e->waiters, memory_order_acquire);
+    reki__free(e);
 }
 
 void reki__entry_kill(struct reki__entry *e, int outcome)

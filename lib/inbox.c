@@ -65,7 +65,7 @@ static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
     if (atomic_compare_exchange_strong_explicit(&p->sched, &s, REKI__IDLE, memory_order_seq_cst,
                                                 memory_order_seq_cst))
         s = REKI__IDLE;
-    atomic_thread_fence(memory_order_seq_cst);
+    REKI__FENCE();
     if (!reki__mbox_empty(p))
         return REKI_OK;
     int rc = reki__futex_wait(&p->sched, s, deadline);

@@ -43,6 +43,16 @@
 #define REKI__CPU_RELAX() atomic_signal_fence(memory_order_seq_cst)
 #endif
 
+/* A full fence.  gcc's ThreadSanitizer rejects atomic_thread_fence; there a
+ * seq_cst read-modify-write (a locked instruction on x86, so as strong for
+ * the hardware) stands in for it. */
+#ifdef REKI_TSAN
+extern _Atomic int reki__fence_word;
+#define REKI__FENCE() ((void)atomic_fetch_add_explicit(&reki__fence_word, 0, memory_order_seq_cst))
+#else
+#define REKI__FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* ------------------------------------------------------------ alloc.c -- */
 
 void *reki__malloc(size_t size);
@@ -89,6 +99,8 @@ int reki__cond_init(pthread_cond_t *cv);
 void reki__rcu_read_lock(void);
 void reki__rcu_read_unlock(void);
 void reki__rcu_reclaim_acquire(void);
+/* Last call of every RCU callback (TSan: rcu_barrier's happens-before). */
+void reki__rcu_callback_done(void);
 void reki__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *));
 void reki__rcu_barrier(void);
 
@@ -252,6 +264,8 @@ unsigned reki__tls_next_rr(void);
 ck_hp_record_t *reki__hp_record(reki_rt_t *rt);
 int reki__hp_init(reki_rt_t *rt);
 void reki__hp_destroy(reki_rt_t *rt);
+/* ck_hp's destructor for retired registry entries (entry.c). */
+void reki__entry_destroy(void *entry);
 /* Live-runtime set, so thread-exit destructors never touch a freed runtime. */
 void reki__rt_list_add(reki_rt_t *rt);
 void reki__rt_list_remove(reki_rt_t *rt);

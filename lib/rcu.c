@@ -14,7 +14,8 @@
  * ThreadSanitizer cannot see the grace period inside the uninstrumented
  * liburcu, so in TSan builds every read-side unlock releases, and every
  * reclaimer acquires, one shared sync object: the happens-before edge that the
- * grace period really provides.
+ * grace period really provides.  Callbacks release it too when they end, and
+ * reki_rt_free acquires it after rcu_barrier: the barrier's edge.
  */
 #include "internal.h"
 
@@ -44,8 +45,14 @@ void reki__rcu_reclaim_acquire(void)
     HB_ACQUIRE();
 }
 
+void reki__rcu_callback_done(void)
+{
+    HB_RELEASE();
+}
+
 void reki__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {
+    HB_RELEASE(); /* the retiring thread's last accesses precede the callback */
     urcu_bp_call_rcu(head, fn);
 }
 

@@ -105,7 +105,7 @@ void reki__sched_push(reki_rt_t *rt, struct reki__proc *p)
     cds_wfcq_node_init(&p->rq_node);
     cds_wfcq_enqueue(&w->head, &w->tail, &p->rq_node);
     /* Dekker with idle_wait: enqueue, fence, read sleepers. */
-    atomic_thread_fence(memory_order_seq_cst);
+    REKI__FENCE();
     if (atomic_load_explicit(&rt->sleepers, memory_order_seq_cst) > 0) {
         atomic_fetch_add_explicit(&rt->ec_seq, 1, memory_order_seq_cst);
         reki__futex_wake(&rt->ec_seq, 1);

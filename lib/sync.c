@@ -11,6 +11,10 @@
 
 #include "internal.h"
 
+#ifdef REKI_TSAN
+_Atomic int reki__fence_word;
+#endif
+
 void reki__spin_lock(reki__spin_t *l)
 {
     for (unsigned spins = 0;; spins++) {

@@ -27,6 +27,7 @@ static void block_free_cb(struct rcu_head *head)
 {
     reki__rcu_reclaim_acquire();
     reki__free(REKI__CONTAINER_OF(head, struct block, rcu));
+    reki__rcu_callback_done();
 }
 
 static void tbl_free(void *p, size_t n, bool defer)

@@ -164,16 +164,11 @@ ck_hp_record_t *reki__hp_record(reki_rt_t *rt)
     return r;
 }
 
-static void entry_destroy(void *p)
-{
-    reki__free(p);
-}
-
 int reki__hp_init(reki_rt_t *rt)
 {
     /* One hazard pointer per record: a waiter protects the one entry it
      * waits on.  Scan once 64 entries are pending. */
-    ck_hp_init(&rt->hp, 1, 64, entry_destroy);
+    ck_hp_init(&rt->hp, 1, 64, reki__entry_destroy);
     if (pthread_mutex_init(&rt->hp_lock, NULL) != 0)
         return REKI_ENOMEM;
     pthread_mutex_lock(&rt->hp_lock);
