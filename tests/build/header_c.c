@@ -18,6 +18,6 @@ _Static_assert(REKI_EDEADLK == -EDEADLK, "REKI_EDEADLK is -EDEADLK");
 _Static_assert(REKI_ESHUTDOWN == -ESHUTDOWN, "REKI_ESHUTDOWN is -ESHUTDOWN");
 _Static_assert(REKI_ETIMEDOUT == -ETIMEDOUT, "REKI_ETIMEDOUT is -ETIMEDOUT");
 _Static_assert(sizeof(reki_pid_t) == 8, "pids are 64-bit values");
-_Static_assert(REKI_VERSION_HEX == ((REKI_VERSION_MAJOR << 16) | (REKI_VERSION_MINOR << 8) |
-                                    REKI_VERSION_PATCH),
+_Static_assert(REKI_VERSION_HEX ==
+                   ((REKI_VERSION_MAJOR << 16) | (REKI_VERSION_MINOR << 8) | REKI_VERSION_PATCH),
                "REKI_VERSION_HEX is 0xMMmmpp");

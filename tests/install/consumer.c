@@ -50,10 +50,10 @@ static int ping_pong(reki_rt_t *rt, reki_registry_t *reg, reki_inbox_t *in)
 
     rc = reki_lookup_or_start(reg, "echo", 4, start_echo, NULL, 5000, &pid);
     if (rc != REKI_STARTED)
-        return fail("lookup_or_start", rc);
+        return fail("lookup_or_start on an empty registry (want REKI_STARTED = 1)", rc);
     rc = reki_lookup(reg, "echo", 4, &again);
     if (rc != REKI_OK || again != pid)
-        return fail("lookup", rc);
+        return fail("lookup of the started key (want REKI_OK and the same pid)", rc);
     rc = reki_send(rt, pid, &p);
     if (rc != REKI_OK)
         return fail("send", rc);
