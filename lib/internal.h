@@ -96,8 +96,19 @@ int reki__cond_init(pthread_cond_t *cv);
 /* urcu-bp: registration is automatic, so threads we have never seen (the
  * host's) can read.  Under TSan, the grace period is made visible with
  * annotations: each read-side unlock releases, each reclaimer acquires. */
+#ifdef REKI_TSAN
 void reki__rcu_read_lock(void);
 void reki__rcu_read_unlock(void);
+#else
+static inline void reki__rcu_read_lock(void)
+{
+    urcu_bp_read_lock();
+}
+static inline void reki__rcu_read_unlock(void)
+{
+    urcu_bp_read_unlock();
+}
+#endif
 void reki__rcu_reclaim_acquire(void);
 /* Last call of every RCU callback (TSan: rcu_barrier's happens-before). */
 void reki__rcu_callback_done(void);

@@ -14,6 +14,7 @@
 #ifndef REKI_REGISTRY_H
 #define REKI_REGISTRY_H
 
+#include "hash.h"
 #include "internal.h"
 
 #define REKI__E_STARTING UINT64_C(1)
@@ -42,7 +43,6 @@ struct reki_registry {
     pthread_mutex_t wlock;   /* serializes ck_ht writers; never held across user code */
     pthread_cond_t drained;  /* with wlock: reki_registry_free waits for entries == 0 */
     size_t entries;          /* entries in ht (under wlock) */
-    unsigned removals;       /* since the last incremental ck_ht_gc (under wlock) */
     _Atomic size_t count;    /* live registered actors */
     _Atomic int closing;
     struct reki__list node;  /* rt->registries */
@@ -51,10 +51,22 @@ struct reki_registry {
 /* table.c */
 bool reki__table_init(reki_registry_t *reg, size_t capacity);
 void reki__table_destroy(reki_registry_t *reg);
-void reki__table_hash(reki_registry_t *reg, const void *key, size_t keylen, ck_ht_hash_t *h);
+static inline void reki__table_hash(reki_registry_t *reg, const void *key, size_t keylen,
+                                    ck_ht_hash_t *h)
+{
+    h->value = reki__hash(key, keylen, reg->ht.seed);
+}
+
 /* The entry under key, or NULL.  Inside an RCU read-side section, or under wlock. */
-struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_hash_t h, const void *key,
-                                    size_t keylen);
+static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_hash_t h,
+                                                  const void *key, size_t keylen)
+{
+    ck_ht_entry_t ent;
+    ck_ht_entry_key_set(&ent, key, (uint16_t)keylen);
+    if (!ck_ht_get_spmc(&reg->ht, h, &ent))
+        return NULL;
+    return ck_ht_entry_value(&ent);
+}
 /* Under wlock.  false: out of memory. */
 bool reki__table_put(reki_registry_t *reg, struct reki__entry *e);
 void reki__table_remove(reki_registry_t *reg, struct reki__entry *e);

@@ -58,33 +58,23 @@ static struct ck_malloc tbl_allocator = {
     .free = tbl_free,
 };
 
+static void table_hash_cb(ck_ht_hash_t *h, const void *key, size_t keylen, uint64_t seed)
+{
+    h->value = reki__hash(key, keylen, seed);
+}
+
 bool reki__table_init(reki_registry_t *reg, size_t capacity)
 {
     /* The seed varies per table so that keys chosen against one process's
      * hash layout do not collide in another's. */
     uint64_t seed = (uint64_t)(uintptr_t)reg ^ ((uint64_t)time(NULL) << 17) ^ 0x9e3779b97f4a7c15u;
-    return ck_ht_init(&reg->ht, CK_HT_MODE_BYTESTRING, NULL, &tbl_allocator,
+    return ck_ht_init(&reg->ht, CK_HT_MODE_BYTESTRING, table_hash_cb, &tbl_allocator,
                       capacity ? capacity : 64, seed);
 }
 
 void reki__table_destroy(reki_registry_t *reg)
 {
     ck_ht_destroy(&reg->ht);
-}
-
-void reki__table_hash(reki_registry_t *reg, const void *key, size_t keylen, ck_ht_hash_t *h)
-{
-    ck_ht_hash(h, &reg->ht, key, keylen);
-}
-
-struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_hash_t h, const void *key,
-                                    size_t keylen)
-{
-    ck_ht_entry_t ent;
-    ck_ht_entry_key_set(&ent, key, (uint16_t)keylen);
-    if (!ck_ht_get_spmc(&reg->ht, h, &ent))
-        return NULL;
-    return ck_ht_entry_value(&ent);
 }
 
 bool reki__table_put(reki_registry_t *reg, struct reki__entry *e)
@@ -99,12 +89,10 @@ void reki__table_remove(reki_registry_t *reg, struct reki__entry *e)
     ck_ht_entry_t ent;
     ck_ht_entry_key_set(&ent, e->key, (uint16_t)e->keylen);
     ck_ht_remove_spmc(&reg->ht, e->hash, &ent);
-    /* Tombstones lengthen probes; tidy a slice of the table now and then.
-     * Best effort: on allocation failure the table is merely less tidy. */
-    if (++reg->removals >= 1024) {
-        reg->removals = 0;
-        ck_ht_gc(&reg->ht, 1024, (unsigned long)e->hash.value);
-    }
+    /* No ck_ht_gc: in ck_ht's pointer-packed mode it moves live slots with no
+     * version counter for readers to retry on, so a concurrent lookup could
+     * miss a live key.  Later inserts reuse tombstones on their probe path,
+     * and growth rebuilds the map without them. */
 }
 
 size_t reki__table_snapshot(reki_registry_t *reg, struct reki__entry **out, size_t max)
