@@ -3,6 +3,7 @@
  * lookup_or_start, stop, count, foreach, registry_free.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
