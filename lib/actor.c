@@ -159,7 +159,11 @@ void reki__proc_run(struct reki__proc *p)
         if (!reki__proc_handle_one(p, msg))
             return;
     }
-    reki__sched_push(p->rt, p); /* still SCHEDULED: requeue for fairness */
+    /* Still SCHEDULED: requeue for fairness.  The release store is for the
+     * next worker's acquire in reki__proc_run: our handle calls happen-before
+     * its own (the run queue's exchange is invisible to TSan). */
+    atomic_store_explicit(&p->sched, REKI__SCHEDULED, memory_order_release);
+    reki__sched_push(p->rt, p);
 }
 
 /* ------------------------------------------------------------- public -- */
