@@ -374,7 +374,8 @@ static void terminate_any(void *state, int reason)
         violation("terminate of pid %#llx with reason %d, but it asked for %d",
                   (unsigned long long)a->self, reason, a->ending);
     if (reki_alive(w->rt, a->self))
-        violation("pid %#llx still alive in its terminate", (unsigned long long)a->self);
+        violation("pid %#llx still alive in its terminate (reason %d, key %d, asked %d)",
+                  (unsigned long long)a->self, reason, a->key, a->ending);
     note_exit(w, a->self);
     if (a->key >= 0) {
         /* release pairs with the next init's acq_rel increment. */
@@ -458,9 +459,9 @@ static void down_fn(reki_pid_t pid, int reason, void *arg)
         /* terminate stamped the pid before returning; trust a miss only if
          * the set was not cleared and dropped nothing since the monitor. */
         uint64_t g1 = pidset_generation(w->exited);
-        uint64_t stamp = pidset_stamp(w->exited, pid);
+        bool noted = pidset_contains(w->exited, pid);
         uint64_t g2 = pidset_generation(w->exited);
-        if (stamp == 0 && g1 == r->gen && g2 == r->gen &&
+        if (!noted && g1 == r->gen && g2 == r->gen &&
             pidset_dropped(w->exited) == r->dropped)
             violation("down function for pid %#llx before its terminate",
                       (unsigned long long)pid);

@@ -294,6 +294,7 @@ static void final_checks(struct world *w, const struct options *o)
 {
     for (unsigned i = 0; i < o->threads; i++)
         inbox_drain(&threads[i]);
+    atomic_store(&t_phase, "final check");
     quiescent_check(w, o->settle_ms);
     printf("world: %llu registered actors, %llu loose, %llu init failures, %llu messages "
            "(%llu handled, %llu dropped, %llu received), %llu monitors\n",
@@ -309,11 +310,14 @@ static void final_checks(struct world *w, const struct options *o)
         reki_inbox_free(threads[i].inbox);
         threads[i].inbox = NULL;
     }
+    atomic_store(&t_phase, "reki_registry_free");
     reki_registry_free(w->reg);
     for (unsigned k = 0; k < w->nkeys; k++)
         if (atomic_load(&w->ks[k].live) != 0)
             violation("after reki_registry_free: the actor of key %u has not terminated", k);
+    atomic_store(&t_phase, "reki_rt_free");
     reki_rt_free(w->rt);
+    atomic_store(&t_phase, "after reki_rt_free");
     struct {
         const char *what;
         unsigned long long a, b;
@@ -334,6 +338,7 @@ static void final_checks(struct world *w, const struct options *o)
 int main(int argc, char **argv)
 {
     struct options o;
+    t_set_thread_name("main");
     if (parse_args(argc, argv, &o) != 0)
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);

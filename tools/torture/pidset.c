@@ -118,6 +118,21 @@ uint64_t pidset_stamp(struct pidset *s, reki_pid_t pid)
     return 0;
 }
 
+bool pidset_contains(struct pidset *s, reki_pid_t pid)
+{
+    if (pid == 0)
+        return false;
+    for (size_t i = hash_pid(pid), n = 0; n <= s->mask; i++, n++) {
+        unsigned long long cur =
+            atomic_load_explicit(&s->slots[i & s->mask].pid, memory_order_acquire);
+        if (cur == 0)
+            return false;
+        if (cur == pid)
+            return true;
+    }
+    return false;
+}
+
 unsigned pidset_fill(struct pidset *s)
 {
     return (unsigned)(atomic_load_explicit(&s->used, memory_order_relaxed) * 100 / (s->mask + 1));

@@ -66,6 +66,9 @@ void pidset_free(struct pidset *s);
 void pidset_add(struct pidset *s, reki_pid_t pid);
 /* The stamp of pid, or 0 if not recorded (or not yet fully recorded). */
 uint64_t pidset_stamp(struct pidset *s, reki_pid_t pid);
+/* Whether pid was added, even if its stamp is still being written: an add
+ * that found the pid already there returns before the first one's stamp. */
+bool pidset_contains(struct pidset *s, reki_pid_t pid);
 /* Fraction of slots in use, in percent. */
 unsigned pidset_fill(struct pidset *s);
 /* Forget every entry.  Only while nothing else touches the set. */
@@ -210,6 +213,8 @@ int checked_los(struct world *w, int key, enum start_mode mode, bool dedicated, 
 /* ------------------------------------------------------------ violations -- */
 
 extern atomic_ullong t_violations;
+/* What the main thread is doing, for the violation messages. */
+extern _Atomic(const char *) t_phase;
 extern int t_verbose;
 
 void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

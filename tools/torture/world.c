@@ -13,7 +13,8 @@
 atomic_ullong t_violations;
 int t_verbose;
 
-static _Thread_local const char *thread_name = "main";
+static _Thread_local const char *thread_name = "lib"; /* threads the library made */
+_Atomic(const char *) t_phase = "run";
 
 #define TRACE_LEN 16
 struct trace_ent {
@@ -88,7 +89,7 @@ void violation(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "VIOLATION #%llu [%s]: %s\n", n, thread_name, buf);
+    fprintf(stderr, "VIOLATION #%llu [%s, %s]: %s\n", n, thread_name, atomic_load(&t_phase), buf);
     if (of_kind == 1 && trace_pos > 0) {
         fprintf(stderr, "  last operations of this thread (the current one is not listed):\n");
         trace_dump();
