@@ -20,7 +20,8 @@
  */
 #include "registry.h"
 
-#define RETRY 1 /* internal: go round again */
+/* internal: go round again (distinct from every REKI_* code, REKI_STARTED included) */
+#define RETRY 2
 
 struct call {
     reki_registry_t *reg;
