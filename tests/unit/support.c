@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,14 @@ uint64_t t_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void t_backoff(unsigned *polls)
+{
+    if ((*polls)++ < 1000)
+        sched_yield();
+    else
+        t_sleep_ms(1);
 }
 
 bool t_wait_flag(atomic_int *flag)

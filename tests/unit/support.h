@@ -34,14 +34,18 @@ int t_wait_ms(void);
 void t_sleep_ms(int ms);
 uint64_t t_now_ms(void);
 
-/* Polls `expr` every millisecond until it holds or t_wait_ms() ran out,
- * and stores its final value in the bool lvalue `ok`. */
+/* Polls `expr` until it holds or t_wait_ms() ran out, and stores its final
+ * value in the bool lvalue `ok`.  Yields first, then sleeps 1 ms a poll. */
 #define T_WAIT_UNTIL(ok, expr)                                               \
     do {                                                                     \
         uint64_t t_deadline_ = t_now_ms() + (uint64_t)t_wait_ms();           \
+        unsigned t_polls_ = 0;                                               \
         while (!((ok) = (expr)) && t_now_ms() < t_deadline_)                 \
-            t_sleep_ms(1);                                                   \
+            t_backoff(&t_polls_);                                            \
     } while (0)
+
+/* One poll's pause: sched_yield for the first polls, then 1 ms sleeps. */
+void t_backoff(unsigned *polls);
 
 /* ------------------------------------------------------------ probe -- */
 
