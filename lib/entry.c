@@ -99,9 +99,9 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
 
 static void entry_rcu_cb(struct rcu_head *head)
 {
+    reki__rcu_reclaim_acquire();
     struct reki__entry *e = REKI__CONTAINER_OF(head, struct reki__entry, rcu);
     reki_rt_t *rt = e->rt;
-    reki__rcu_reclaim_acquire();
     pthread_mutex_lock(&rt->hp_lock);
     ck_hp_free(rt->reaper, &e->hazard, e, e);
     pthread_mutex_unlock(&rt->hp_lock);
