@@ -102,12 +102,12 @@ static int value_opt(bench_opts_t *o, const char *name, const char *v)
     return 1;
 }
 
-/* --quick: 5 rounds of 30 ms at 1, 2 and 8 threads; explicit options given
+/* --quick: 5 rounds of 20 ms at 1, 2 and 8 threads; explicit options given
  * after it still win. */
 static void quick(bench_opts_t *o)
 {
     o->quick = true;
-    o->seconds = 0.03;
+    o->seconds = 0.02;
     o->warmup = 0.01;
     o->rounds = 5;
     parse_threads("1,2,8", o);

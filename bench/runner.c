@@ -47,8 +47,9 @@ static int setup(const runner_t *r, const bench_workload_t *w, contender_t *c, u
 {
     if (w->flags & BENCH_W_SEND)
         return c->send->open(ctx->rt, t, (w->flags & BENCH_W_MANY) != 0, &ctx->send);
-    size_t cap = r->keys.n + ((w->flags & BENCH_W_NEWKEYS) ? r->fresh.n : 0);
-    int rc = c->impl->create(ctx->rt, cap, &ctx->table);
+    /* Every table is sized for the registered keys only: new-key workloads
+     * pay for growing it, as a registry that cannot know its final size does. */
+    int rc = c->impl->create(ctx->rt, r->keys.n, &ctx->table);
     if (rc == 0 && (w->flags & BENCH_W_PREFILL)) {
         rc = prefill(r, c->impl, ctx->table);
         if (rc != 0)
@@ -122,8 +123,11 @@ static void fail(runner_t *r, const bench_workload_t *w, contender_t *c, unsigne
     r->done++;
 }
 
+/* warm: run each contender's warm-up round first.  Read-only workloads warm
+ * up at every thread count (cheap: the table is built); the others, whose
+ * every round builds a fresh runtime and table anyway, only at the first. */
 static void run_threads(runner_t *r, const bench_workload_t *w, contender_t *cs, unsigned n,
-                        unsigned t)
+                        unsigned t, bool warm)
 {
     for (unsigned j = 0; j < n; j++) {
         if (cs[j].broken)
@@ -132,7 +136,7 @@ static void run_threads(runner_t *r, const bench_workload_t *w, contender_t *cs,
         cs[j].budget_hit = false;
         cs[j].failed = false;
         double ignored;
-        int rc = r->o->warmup > 0 ? round_once(r, w, &cs[j], t, r->o->warmup, &ignored) : 0;
+        int rc = warm && r->o->warmup > 0 ? round_once(r, w, &cs[j], t, r->o->warmup, &ignored) : 0;
         if (rc != 0)
             fail(r, w, &cs[j], t, rc);
     }
@@ -212,7 +216,7 @@ int runner_workload(runner_t *r, const bench_workload_t *w)
         return rc;
     }
     for (unsigned i = 0; i < r->o->nthreads; i++)
-        run_threads(r, w, cs, n, r->o->threads[i]);
+        run_threads(r, w, cs, n, r->o->threads[i], shared || i == 0);
     if (shared) {
         for (unsigned j = 0; j < n; j++)
             if (!cs[j].broken)

@@ -15,6 +15,8 @@ struct reki_inbox {
     struct reki__list node; /* rt->inboxes */
 };
 
+static void inbox_release(reki_inbox_t *in);
+
 int reki_inbox_new(reki_rt_t *rt, reki_inbox_t **out)
 {
     return reki_inbox_new_ex(rt, NULL, out);
@@ -34,12 +36,17 @@ int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t
         return rc;
     }
     atomic_store_explicit(&in->p->sched, REKI__SCHEDULED, memory_order_release);
+    /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
+     * the lock to free the listed inboxes, so none is added after. */
     pthread_mutex_lock(&rt->objs_lock);
-    reki__list_add(&rt->inboxes, &in->node);
+    bool closed = atomic_load_explicit(&rt->shutdown, memory_order_seq_cst);
+    if (!closed)
+        reki__list_add(&rt->inboxes, &in->node);
     pthread_mutex_unlock(&rt->objs_lock);
-    /* A reki_rt_free that began meanwhile swept before we were listed. */
-    if (atomic_load_explicit(&rt->shutdown, memory_order_seq_cst))
-        reki__kill_pid(rt, in->p->pid, REKI_EXIT_SHUTDOWN);
+    if (closed) {
+        inbox_release(in);
+        return REKI_ESHUTDOWN;
+    }
     *out = in;
     return REKI_OK;
 }

@@ -22,8 +22,6 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
 {
     if (!rt || !out)
         return REKI_EINVAL;
-    if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
-        return REKI_ESHUTDOWN;
     reki_registry_t *reg = reki__calloc(1, sizeof(*reg));
     if (!reg)
         return REKI_ENOMEM;
@@ -40,9 +38,20 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
     }
     atomic_init(&reg->count, 0);
     atomic_init(&reg->closing, 0);
+    /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
+     * the lock to free the listed registries, so none is added after. */
     pthread_mutex_lock(&rt->objs_lock);
-    reki__list_add(&rt->registries, &reg->node);
+    bool closed = atomic_load_explicit(&rt->shutdown, memory_order_acquire);
+    if (!closed)
+        reki__list_add(&rt->registries, &reg->node);
     pthread_mutex_unlock(&rt->objs_lock);
+    if (closed) {
+        pthread_cond_destroy(&reg->drained);
+        pthread_mutex_destroy(&reg->wlock);
+        reki__table_destroy(reg);
+        reki__free(reg);
+        return REKI_ESHUTDOWN;
+    }
     *out = reg;
     return REKI_OK;
 }

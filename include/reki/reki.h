@@ -263,8 +263,9 @@ REKI_API int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts,
 /*
  * reki_registry_free: stop every actor registered in reg (reason
  * REKI_EXIT_SHUTDOWN), wait until each has terminated, free everything.
- * Thread-safety: not concurrent with other calls on reg; never from inside a
- * callback of an actor registered in reg.  NULL is a no-op.
+ * Thread-safety: not concurrent with other calls on reg, and never from an
+ * actor callback: it waits for actors whose exit may need the calling worker.
+ * NULL is a no-op.
  */
 REKI_API void reki_registry_free(reki_registry_t *reg);
 

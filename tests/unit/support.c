@@ -74,6 +74,16 @@ bool t_wait_flag(atomic_int *flag)
 
 /* ------------------------------------------------------------ probe -- */
 
+long t_ldl(atomic_long *a)
+{
+    return atomic_load(a);
+}
+
+int t_ldi(atomic_int *a)
+{
+    return atomic_load(a);
+}
+
 void probe_reset(struct probe *p)
 {
     memset(p, 0, sizeof *p);

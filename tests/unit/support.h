@@ -64,6 +64,11 @@ struct probe {
 void probe_reset(struct probe *p);
 void probe_note_reason(atomic_long *by_reason, struct probe *p, int reason);
 
+/* Atomic loads as functions: assertion messages then show `t_ldl(&p.x)`
+ * instead of the expansion of atomic_load. */
+long t_ldl(atomic_long *a);
+int t_ldi(atomic_int *a);
+
 /* ---------------------------------------------------- test messages -- */
 
 enum tmsg_kind {

@@ -32,11 +32,11 @@ Test(actor, spawn_send_handle)
     cr_assert_eq(t_counter_spawn(rt, &p, 0, &pid), REKI_OK);
     cr_assert_neq(pid, 0);
     cr_assert(reki_alive(rt, pid));
-    cr_assert_eq(atomic_load(&p.inits), 1, "init runs inside reki_spawn");
+    cr_assert_eq(t_ldl(&p.inits), 1, "init runs inside reki_spawn");
     for (long v = 1; v <= 3; v++)
         cr_assert_eq(t_send(rt, pid, T_INCR, v), REKI_OK);
     cr_assert_eq(t_counter_get(rt, pid, in), 6);
-    cr_assert_eq(atomic_load(&p.handled), 4);
+    cr_assert_eq(t_ldl(&p.handled), 4);
     reki_inbox_free(in);
 }
 
@@ -53,7 +53,7 @@ Test(actor, init_error_is_what_spawn_returns)
     }
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), 0, "terminate ran for an actor that never lived");
+    cr_assert_eq(t_ldl(&p.terminates), 0, "terminate ran for an actor that never lived");
 }
 
 /* init sends to itself, then fails: the queued messages go to drop and
@@ -94,9 +94,9 @@ Test(actor, failed_init_drops_messages_sent_to_self)
     cr_assert_eq(reki_spawn(rt, &selfsend_b, &s, NULL, &pid), -5);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.violations), 0, "init could not send to itself");
-    cr_assert_eq(atomic_load(&p.handled), 0);
-    cr_assert_eq(atomic_load(&p.dropped), 5);
+    cr_assert_eq(t_ldl(&p.violations), 0, "init could not send to itself");
+    cr_assert_eq(t_ldl(&p.handled), 0);
+    cr_assert_eq(t_ldl(&p.dropped), 5);
 }
 
 Test(actor, positive_init_return_is_success)
@@ -108,7 +108,7 @@ Test(actor, positive_init_return_is_success)
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.handled) == 3);
     cr_assert(ok, "messages sent to self in init were not handled");
-    cr_assert_eq(atomic_load(&p.dropped), 0);
+    cr_assert_eq(t_ldl(&p.dropped), 0);
 }
 
 /* Without init, the state is arg. */
@@ -132,8 +132,8 @@ Test(actor, without_init_the_state_is_arg)
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.violations), 0);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_NORMAL]), 1);
+    cr_assert_eq(t_ldl(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_NORMAL]), 1);
 }
 
 /* Exit by each means; terminate runs once with the matching reason. */
@@ -153,11 +153,11 @@ static void check_exit(int kind, int reason, unsigned flags)
     cr_assert(!reki_alive(rt, pid));
     cr_assert_eq(t_send(rt, pid, T_INCR, 1), REKI_EDEAD);
     cr_assert_eq(reki_kill(rt, pid), REKI_EDEAD);
-    cr_assert_eq(atomic_load(&p.terminates), 1);
-    cr_assert_eq(atomic_load(&p.reasons[reason]), 1, "kind %d: wrong reason", kind);
-    cr_assert_eq(atomic_load(&p.down_reasons[reason]), 1);
-    cr_assert_eq(atomic_load(&p.bad_reasons), 0);
-    cr_assert_eq(atomic_load(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.terminates), 1);
+    cr_assert_eq(t_ldl(&p.reasons[reason]), 1, "kind %d: wrong reason", kind);
+    cr_assert_eq(t_ldl(&p.down_reasons[reason]), 1);
+    cr_assert_eq(t_ldl(&p.bad_reasons), 0);
+    cr_assert_eq(t_ldl(&p.violations), 0);
 }
 
 Test(actor, terminate_once_with_the_right_reason)
@@ -180,9 +180,9 @@ Test(actor, terminate_at_rt_free_is_shutdown)
     }
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), 10);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), 10);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 10);
+    cr_assert_eq(t_ldl(&p.terminates), 10);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), 10);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 10);
 }
 
 /* init queues: INCR, STOP, then n more; the actor handles two and the
@@ -228,10 +228,10 @@ Test(actor, messages_queued_behind_a_stop_are_dropped_once)
     cr_assert_eq(drops_at_down, bs.n, "monitor fired before every queued message was dropped");
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.violations), 0);
-    cr_assert_eq(atomic_load(&p.handled), 2);
-    cr_assert_eq(atomic_load(&p.dropped), bs.n);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_NORMAL]), 1);
+    cr_assert_eq(t_ldl(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.handled), 2);
+    cr_assert_eq(t_ldl(&p.dropped), bs.n);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_NORMAL]), 1);
 }
 
 /* Same, with the queue built by another thread while the actor is held in
@@ -252,8 +252,8 @@ static void stop_behind_gate(unsigned flags)
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.handled), 2);
-    cr_assert_eq(atomic_load(&p.dropped), n);
+    cr_assert_eq(t_ldl(&p.handled), 2);
+    cr_assert_eq(t_ldl(&p.dropped), n);
 }
 
 Test(actor, messages_behind_a_stop_sent_while_busy)
@@ -262,7 +262,7 @@ Test(actor, messages_behind_a_stop_sent_while_busy)
     stop_behind_gate(0);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.dropped), 500, "a message was dropped twice");
+    cr_assert_eq(t_ldl(&p.dropped), 500, "a message was dropped twice");
 }
 
 /* reki_kill takes effect at once, even while a handler runs; terminate
@@ -285,14 +285,14 @@ static void kill_while_busy(unsigned flags)
     cr_assert_eq(t_send(rt, pid, T_INCR, 1), REKI_EDEAD);
     cr_assert_eq(reki_kill(rt, pid), REKI_EDEAD);
     cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_EDEAD);
-    cr_assert_eq(atomic_load(&terminated), 0, "terminate ran while handle was running");
+    cr_assert_eq(t_ldi(&terminated), 0, "terminate ran while handle was running");
     atomic_store(&gate, 1);
     T_WAIT_UNTIL(ok, atomic_load(&terminated) == 1);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_KILLED]), 1);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_KILLED]), 1);
     T_WAIT_UNTIL(ok, atomic_load(&p.dropped) == 10);
     cr_assert(ok, "queued messages not dropped after a kill");
-    cr_assert_eq(atomic_load(&p.handled), 1);
+    cr_assert_eq(t_ldl(&p.handled), 1);
 }
 
 Test(actor, kill_takes_effect_before_it_returns)

@@ -103,8 +103,8 @@ Test(contention, sixteen_threads_sixty_four_keys_one_start_each)
         pthread_join(t[i], NULL);
     long starts = 0;
     for (int k = 0; k < KEYS; k++) {
-        cr_assert_eq(atomic_load(&keys[k].s.starts), 1, "key %d started %ld times", k,
-                     atomic_load(&keys[k].s.starts));
+        cr_assert_eq(t_ldl(&keys[k].s.starts), 1, "key %d started %ld times", k,
+                     t_ldl(&keys[k].s.starts));
         starts += atomic_load(&keys[k].s.starts);
         for (int i = 0; i < THREADS; i++)
             cr_assert_eq(w[i].seen[k], w[0].seen[k], "threads 0 and %d saw different actors "
@@ -114,7 +114,7 @@ Test(contention, sixteen_threads_sixty_four_keys_one_start_each)
     cr_assert_eq(starts, KEYS);
     for (int i = 0; i < THREADS; i++)
         cr_assert_eq(w[i].errors, 0);
-    cr_assert_eq(atomic_load(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.violations), 0);
     cr_assert_eq(reki_count(reg), KEYS);
     free(keys);
 }
@@ -178,7 +178,7 @@ Test(contention, churn_never_two_live_actors_per_key)
         started += c[i].started;
     }
     cr_assert_eq(errors, 0);
-    cr_assert_eq(atomic_load(&p.violations), 0,
+    cr_assert_eq(t_ldl(&p.violations), 0,
                  "an actor started while its key's previous actor had not terminated");
     long overlaps = 0, starts = 0;
     for (int k = 0; k < NKEYS; k++) {
@@ -191,8 +191,8 @@ Test(contention, churn_never_two_live_actors_per_key)
     bool settled;
     T_WAIT_UNTIL(settled,
                  atomic_load(&p.inits) - atomic_load(&p.terminates) == (long)reki_count(reg));
-    cr_assert(settled, "inits %ld - terminates %ld != count %zu", atomic_load(&p.inits),
-              atomic_load(&p.terminates), reki_count(reg));
+    cr_assert(settled, "inits %ld - terminates %ld != count %zu", t_ldl(&p.inits),
+              t_ldl(&p.terminates), reki_count(reg));
     size_t live = 0;
     for (int k = 0; k < NKEYS; k++) {
         reki_pid_t pid;
@@ -292,7 +292,7 @@ Test(contention, foreach_during_changes_visits_each_entry_at_most_once)
     cr_assert_eq(bad_stable, 0, "an entry live throughout a walk was missed or repeated");
     cr_assert_eq(bad_churned, 0, "a changing entry was visited twice in one walk");
     cr_assert_eq(foreign, 0, "foreach passed a key never registered");
-    cr_assert_eq(atomic_load(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.violations), 0);
     reki_registry_free(reg);
     reg = NULL;
     free(keys);
@@ -337,8 +337,8 @@ Test(contention, a_million_keys)
     cr_assert_eq(reki_count(reg), (size_t)(n / 2));
     reki_registry_free(reg);
     reg = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), n);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), n);
+    cr_assert_eq(t_ldl(&p.terminates), n);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), n);
     free(pids);
 }
 
@@ -361,12 +361,12 @@ Test(contention, registry_free_stops_every_actor_with_shutdown)
         cr_assert_eq(reki_monitor(rt, w[0].seen[k], t_down, &p), REKI_OK);
     reki_registry_free(reg);
     reg = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), KEYS);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), KEYS);
+    cr_assert_eq(t_ldl(&p.terminates), KEYS);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), KEYS);
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == KEYS);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_SHUTDOWN]), KEYS);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), KEYS);
     for (int k = 0; k < KEYS; k++)
         cr_assert(!reki_alive(rt, w[0].seen[k]));
     free(keys);

@@ -397,5 +397,5 @@ Test(gen_registry, stopping_a_registry_exits_all_registered_processes)
     reg = NULL;
     for (int i = 0; i < 5; i++)
         cr_assert(!reki_alive(rt, pids[i]));
-    cr_assert_eq(atomic_load(&p.terminates), 5);
+    cr_assert_eq(t_ldl(&p.terminates), 5);
 }

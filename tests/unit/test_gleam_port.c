@@ -144,7 +144,7 @@ Test(reki_test, concurrent_lookups_test)
     }
     cr_assert_eq(c[0].pid, c[1].pid);
     cr_assert_eq(c[1].pid, c[2].pid);
-    cr_assert_eq(atomic_load(&test_start_fn.starts), 1);
+    cr_assert_eq(t_ldl(&test_start_fn.starts), 1);
 }
 
 struct incr_job {

@@ -83,10 +83,10 @@ Test(guarantee, g1_successor_starts_only_after_terminate_returned)
         cr_assert_eq(started, 1, "round %ld: %d callers started", r, started);
         pid = c[0].pid;
     }
-    cr_assert_eq(atomic_load(&p.violations), 0, "an actor's init ran before its predecessor's "
+    cr_assert_eq(t_ldl(&p.violations), 0, "an actor's init ran before its predecessor's "
                                                 "terminate returned");
-    cr_assert_eq(atomic_load(&s.overlaps), 0, "two start functions ran at once for one key");
-    cr_assert_eq(atomic_load(&s.starts), rounds + 1);
+    cr_assert_eq(t_ldl(&s.overlaps), 0, "two start functions ran at once for one key");
+    cr_assert_eq(t_ldl(&s.starts), rounds + 1);
 }
 
 /* While a start is held open, other callers of the key never run start. */
@@ -104,12 +104,12 @@ Test(guarantee, g1_at_most_one_start_runs_per_key)
     for (int i = 0; i < CALLERS; i++)
         cr_assert(t_wait_flag(&c[i].calling));
     t_sleep_ms(t_settle_ms());
-    cr_assert_eq(atomic_load(&s.starts), 1, "a second start ran while the first was open");
+    cr_assert_eq(t_ldl(&s.starts), 1, "a second start ran while the first was open");
     atomic_store(&hold, 0);
     for (int i = 0; i < CALLERS; i++)
         t_los_join(&c[i]);
-    cr_assert_eq(atomic_load(&s.starts), 1);
-    cr_assert_eq(atomic_load(&s.overlaps), 0);
+    cr_assert_eq(t_ldl(&s.starts), 1);
+    cr_assert_eq(t_ldl(&s.overlaps), 0);
     for (int i = 0; i < CALLERS; i++)
         cr_assert_eq(c[i].pid, c[0].pid);
 }
@@ -150,7 +150,7 @@ Test(guarantee, g2_waiters_share_a_success)
         cr_assert_eq(w[i].rc, REKI_OK, "waiter %d: %d", i, w[i].rc);
         cr_assert_eq(w[i].pid, st.pid);
     }
-    cr_assert_eq(atomic_load(&s.starts), 1);
+    cr_assert_eq(t_ldl(&s.starts), 1);
 }
 
 Test(guarantee, g2_waiters_share_an_error)
@@ -161,7 +161,7 @@ Test(guarantee, g2_waiters_share_an_error)
     cr_assert_eq(st.rc, -1234);
     for (int i = 0; i < WAITERS; i++)
         cr_assert_eq(w[i].rc, -1234, "waiter %d got %d, not the start's error", i, w[i].rc);
-    cr_assert_eq(atomic_load(&s.starts), 1, "a waiter ran start again instead of sharing");
+    cr_assert_eq(t_ldl(&s.starts), 1, "a waiter ran start again instead of sharing");
     reki_pid_t pid;
     cr_assert_eq(reki_lookup(reg, "err", 3, &pid), REKI_ENOTFOUND);
 }
@@ -174,7 +174,7 @@ Test(guarantee, g2_waiters_share_a_dead_pid_outcome)
     cr_assert_eq(st.rc, REKI_EDEAD);
     for (int i = 0; i < WAITERS; i++)
         cr_assert_eq(w[i].rc, REKI_EDEAD, "waiter %d got %d", i, w[i].rc);
-    cr_assert_eq(atomic_load(&s.starts), 1);
+    cr_assert_eq(t_ldl(&s.starts), 1);
 }
 
 Test(guarantee, g2_a_waiter_times_out_and_the_start_goes_on)
@@ -189,13 +189,13 @@ Test(guarantee, g2_a_waiter_times_out_and_the_start_goes_on)
     cr_assert_eq(reki_lookup_or_start(reg, "slow", 4, t_start, &s, 30, &pid), REKI_ETIMEDOUT);
     cr_assert_eq(pid, 0x77, "*out written on ETIMEDOUT");
     cr_assert_eq(reki_lookup(reg, "slow", 4, &pid), REKI_ENOTFOUND);
-    cr_assert_eq(atomic_load(&st.done), 0, "the start gave up when a waiter did");
+    cr_assert_eq(t_ldi(&st.done), 0, "the start gave up when a waiter did");
     atomic_store(&hold, 0);
     t_los_join(&st);
     cr_assert_eq(st.rc, REKI_STARTED);
     cr_assert_eq(reki_lookup(reg, "slow", 4, &pid), REKI_OK);
     cr_assert_eq(pid, st.pid);
-    cr_assert_eq(atomic_load(&s.starts), 1);
+    cr_assert_eq(t_ldl(&s.starts), 1);
 }
 
 /* ------------------------------ 3. no registry-wide lock around start -- */
@@ -358,7 +358,7 @@ Test(guarantee, g5_failed_starts_leave_nothing)
         cr_assert_eq(reki_lookup_or_start(reg, "f", 1, t_start, &s, -1, &pid), -5);
         expect_clean("f");
     }
-    cr_assert_eq(atomic_load(&s.starts), 3, "the next call must start again");
+    cr_assert_eq(t_ldl(&s.starts), 3, "the next call must start again");
     s.fail_code = REKI_ENOMEM;
     cr_assert_eq(reki_lookup_or_start(reg, "f", 1, t_start, &s, -1, &pid), REKI_ENOMEM);
     expect_clean("f");
@@ -514,11 +514,11 @@ Test(guarantee, g7_registry_free_terminates_all_and_drops_the_rest)
     reki_registry_free(reg);
     reg = NULL;
     /* registry_free waits for every terminate, which follows the drops. */
-    cr_assert_eq(atomic_load(&p.terminates), actors);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
-    cr_assert_eq(atomic_load(&p.handled) + atomic_load(&p.dropped), sent,
-                 "handled %ld + dropped %ld != sent %ld", atomic_load(&p.handled),
-                 atomic_load(&p.dropped), sent);
+    cr_assert_eq(t_ldl(&p.terminates), actors);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
+    cr_assert_eq(t_ldl(&p.handled) + t_ldl(&p.dropped), sent,
+                 "handled %ld + dropped %ld != sent %ld", t_ldl(&p.handled),
+                 t_ldl(&p.dropped), sent);
     pthread_join(t, NULL);
 }
 
@@ -529,9 +529,9 @@ Test(guarantee, g7_rt_free_frees_open_registries_too)
     reki_rt_free(rt);
     rt = NULL;
     reg = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), actors);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
-    cr_assert_eq(atomic_load(&p.handled) + atomic_load(&p.dropped), sent);
+    cr_assert_eq(t_ldl(&p.terminates), actors);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
+    cr_assert_eq(t_ldl(&p.handled) + t_ldl(&p.dropped), sent);
 }
 
 /* --------------------------------------------------- 8. reads scale -- */

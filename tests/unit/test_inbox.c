@@ -182,7 +182,7 @@ Test(inbox, free_drops_unreceived_messages)
     cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_OK);
     free(got);
     reki_inbox_free(in);
-    cr_assert_eq(atomic_load(&p.dropped), 9);
+    cr_assert_eq(t_ldl(&p.dropped), 9);
     cr_assert(!reki_alive(rt, pid));
     int v;
     cr_assert_eq(reki_send(rt, pid, &v), REKI_EDEAD, "send to a freed inbox");
@@ -196,7 +196,7 @@ Test(inbox, set_drop_replaces_the_drop_function)
     for (int i = 0; i < 4; i++)
         cr_assert_eq(t_send(rt, reki_inbox_pid(in), T_INCR, i), REKI_OK);
     reki_inbox_free(in);
-    cr_assert_eq(atomic_load(&p.dropped), 4);
+    cr_assert_eq(t_ldl(&p.dropped), 4);
 }
 
 Test(inbox, free_without_drop_leaves_messages_to_the_caller)
@@ -207,7 +207,7 @@ Test(inbox, free_without_drop_leaves_messages_to_the_caller)
     for (int i = 0; i < 5; i++)
         cr_assert_eq(reki_send(rt, reki_inbox_pid(in), &vals[i]), REKI_OK);
     reki_inbox_free(in); /* static messages: freeing them would crash */
-    cr_assert_eq(atomic_load(&p.dropped), 0);
+    cr_assert_eq(t_ldl(&p.dropped), 0);
 }
 
 Test(inbox, pids_of_two_inboxes_differ_and_receive_separately)

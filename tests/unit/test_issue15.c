@@ -128,7 +128,7 @@ Test(issue15, exit_observed_by_a_monitor)
     struct tally t = {0};
     rounds_on_key("worker", 6, rounds, BY_MONITOR, &t);
     check(&t, rounds);
-    cr_assert_eq(atomic_load(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.violations), 0);
 }
 
 /* The same from more threads than cores, each on its own key. */

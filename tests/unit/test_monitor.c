@@ -55,7 +55,7 @@ static void expect_down(struct watch *w, reki_pid_t pid, int reason)
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&w->fired) >= 1);
     cr_assert(ok, "monitor never fired");
-    cr_assert_eq(atomic_load(&w->early), 0, "monitor fired before terminate returned");
+    cr_assert_eq(t_ldi(&w->early), 0, "monitor fired before terminate returned");
     cr_assert_eq(w->reason, reason, "reason %d, expected %d", w->reason, reason);
     cr_assert_eq(w->pid, pid, "monitor got another pid");
 }
@@ -83,8 +83,8 @@ Test(monitor, fires_once_with_each_reason)
     rt = NULL;
     for (unsigned f = 0; f < 2; f++)
         for (int i = 0; i < N; i++)
-            cr_assert_eq(atomic_load(&w[f][i].fired), 1, "case %d fired %d times", i,
-                         atomic_load(&w[f][i].fired));
+            cr_assert_eq(t_ldi(&w[f][i].fired), 1, "case %d fired %d times", i,
+                         t_ldi(&w[f][i].fired));
 }
 
 Test(monitor, fires_at_rt_free_with_shutdown)
@@ -96,8 +96,8 @@ Test(monitor, fires_at_rt_free_with_shutdown)
     reki_rt_free(rt);
     rt = NULL;
     for (int i = 0; i < 8; i++) {
-        cr_assert_eq(atomic_load(&w[i].fired), 1, "rt_free must fire monitors before returning");
-        cr_assert_eq(atomic_load(&w[i].early), 0);
+        cr_assert_eq(t_ldi(&w[i].fired), 1, "rt_free must fire monitors before returning");
+        cr_assert_eq(t_ldi(&w[i].early), 0);
         cr_assert_eq(w[i].reason, REKI_EXIT_SHUTDOWN);
         cr_assert_eq(w[i].pid, pids[i]);
     }
@@ -113,11 +113,11 @@ Test(monitor, many_monitors_on_one_pid_each_fire_once)
     cr_assert_eq(t_send(rt, pid, T_CRASH, 0), REKI_OK);
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == N);
-    cr_assert(ok, "%ld of %d monitors fired", atomic_load(&p.downs), N);
+    cr_assert(ok, "%ld of %d monitors fired", t_ldl(&p.downs), N);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.downs), N);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_ABNORMAL]), N);
+    cr_assert_eq(t_ldl(&p.downs), N);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_ABNORMAL]), N);
 }
 
 Test(monitor, on_a_dead_pid_is_edead_and_never_fires)
@@ -133,7 +133,7 @@ Test(monitor, on_a_dead_pid_is_edead_and_never_fires)
     cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_EDEAD);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.downs), 0);
+    cr_assert_eq(t_ldl(&p.downs), 0);
 }
 
 /* Monitors added while the actor dies: every accepted one fires once, every
@@ -192,9 +192,9 @@ Test(monitor, monitors_racing_with_exit_fire_exactly_once, .timeout = 300.0)
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == accepted);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.downs), accepted, "accepted %ld monitors, %ld fired", accepted,
-                 atomic_load(&p.downs));
-    cr_assert_eq(atomic_load(&p.bad_reasons), 0);
+    cr_assert_eq(t_ldl(&p.downs), accepted, "accepted %ld monitors, %ld fired", accepted,
+                 t_ldl(&p.downs));
+    cr_assert_eq(t_ldl(&p.bad_reasons), 0);
 }
 
 /* A monitor may call back into the runtime: here it reports to an inbox. */
@@ -241,6 +241,6 @@ Test(monitor, inbox_free_fires_monitors_once)
     cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_EDEAD);
     reki_rt_free(rt);
     rt = NULL;
-    cr_assert_eq(atomic_load(&p.downs), 2);
-    cr_assert_eq(atomic_load(&p.bad_reasons), 0);
+    cr_assert_eq(t_ldl(&p.downs), 2);
+    cr_assert_eq(t_ldl(&p.bad_reasons), 0);
 }

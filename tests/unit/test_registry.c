@@ -49,7 +49,7 @@ Test(registry, lookup_or_start_then_lookup)
     cr_assert_eq(reki_lookup_or_start(reg, "k", 1, t_start, &s, 0, &c), REKI_OK,
                  "a hit needs no waiting, even with timeout 0");
     cr_assert_eq(c, a);
-    cr_assert_eq(atomic_load(&s.starts), 1);
+    cr_assert_eq(t_ldl(&s.starts), 1);
 }
 
 Test(registry, keys_are_byte_strings)
@@ -100,8 +100,8 @@ Test(registry, stop_takes_effect_before_it_returns)
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), 1);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 1);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), 1);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 1);
     cr_assert_eq(los("k", 1, &got), REKI_STARTED);
     cr_assert_neq(got, pid);
 }
@@ -141,11 +141,11 @@ Test(registry, stop_from_inside_the_actors_own_handle)
     cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_OK);
     cr_assert_eq(t_send(rt, pid, T_INCR, 1), REKI_OK);
     cr_assert(t_wait_flag(&st.done));
-    cr_assert_eq(atomic_load(&st.rc), REKI_OK);
+    cr_assert_eq(t_ldi(&st.rc), REKI_OK);
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 1);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 1);
     cr_assert_eq(reki_lookup(reg, "self", 4, &got), REKI_ENOTFOUND);
     cr_assert_eq(reki_count(reg), 0);
 }
@@ -278,15 +278,15 @@ Test(registry, registry_free_stops_registered_actors_only)
     }
     reki_registry_free(reg);
     reg = NULL;
-    cr_assert_eq(atomic_load(&p.terminates), 20, "registry_free returned before terminate");
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), 20);
+    cr_assert_eq(t_ldl(&p.terminates), 20, "registry_free returned before terminate");
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), 20);
     for (long i = 0; i < 20; i++)
         cr_assert(!reki_alive(rt, pids[i]));
     cr_assert(reki_alive(rt, loose), "registry_free stopped an unregistered actor");
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 20);
     cr_assert(ok);
-    cr_assert_eq(atomic_load(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 20);
+    cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 20);
 }
 
 Test(registry, two_registries_are_independent)

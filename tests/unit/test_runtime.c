@@ -90,7 +90,7 @@ static void run_ring(unsigned workers, int actors, long hops)
     reki_rt_free(rt);
     free(ring);
     free(pids);
-    cr_assert_eq(atomic_load(&p.violations), 0);
+    cr_assert_eq(t_ldl(&p.violations), 0);
 }
 
 Test(runtime, light_actors_pass_a_token_around_a_ring, .timeout = 300.0)
@@ -160,10 +160,10 @@ Test(runtime, rt_free_with_live_actors_and_queued_messages, .timeout = 300.0)
     }
 
     reki_rt_free(rt);
-    cr_assert_eq(atomic_load(&p.terminates), actors);
-    cr_assert_eq(atomic_load(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
-    cr_assert_eq(atomic_load(&rp.terminates), 100, "registered actors not terminated");
-    cr_assert_eq(atomic_load(&rp.reasons[REKI_EXIT_SHUTDOWN]), 100);
+    cr_assert_eq(t_ldl(&p.terminates), actors);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
+    cr_assert_eq(t_ldl(&rp.terminates), 100, "registered actors not terminated");
+    cr_assert_eq(t_ldl(&rp.reasons[REKI_EXIT_SHUTDOWN]), 100);
     /* Every message was handled once or dropped once (drops of all three
      * kinds of receiver count into p). */
     long handled = atomic_load(&p.handled) + atomic_load(&rp.handled);
@@ -214,13 +214,13 @@ Test(runtime, calls_from_callbacks_during_rt_free_get_eshutdown)
     reki_pid_t pid;
     cr_assert_eq(reki_spawn(rt, &b, &l, NULL, &pid), REKI_OK);
     reki_rt_free(rt);
-    cr_assert_eq(atomic_load(&l.ran), 1);
-    cr_assert_eq(atomic_load(&l.spawn_rc), REKI_ESHUTDOWN, "spawn during rt_free returned %d",
-                 atomic_load(&l.spawn_rc));
-    cr_assert_eq(atomic_load(&l.inbox_rc), REKI_ESHUTDOWN, "inbox_new during rt_free: %d",
-                 atomic_load(&l.inbox_rc));
-    cr_assert_eq(atomic_load(&l.registry_rc), REKI_ESHUTDOWN, "registry_new during rt_free: %d",
-                 atomic_load(&l.registry_rc));
+    cr_assert_eq(t_ldi(&l.ran), 1);
+    cr_assert_eq(t_ldi(&l.spawn_rc), REKI_ESHUTDOWN, "spawn during rt_free returned %d",
+                 t_ldi(&l.spawn_rc));
+    cr_assert_eq(t_ldi(&l.inbox_rc), REKI_ESHUTDOWN, "inbox_new during rt_free: %d",
+                 t_ldi(&l.inbox_rc));
+    cr_assert_eq(t_ldi(&l.registry_rc), REKI_ESHUTDOWN, "registry_new during rt_free: %d",
+                 t_ldi(&l.registry_rc));
 }
 
 /* Plain (non-atomic) writes made by handlers are visible once rt_free
