@@ -55,7 +55,11 @@ static inline const bench_key_t *bench_pick(const bench_keyset_t *ks, uint64_t *
 uint64_t bench_seed(unsigned thread_index);
 
 /* The hash of the hand-written tables (mutex, rwlock, cds_lfht): 64-bit
- * FNV-1a, what such code usually carries; ck_ht uses its own ck_ht_hash. */
+ * FNV-1a, what such code usually carries, with murmur3's final mix: FNV's low
+ * bits barely differ between keys that differ in their last bytes, and these
+ * tables index buckets by the low bits (cds_lfht, whose split-ordered list
+ * then grows without end on long chains, most of all).  ck_ht uses its own
+ * ck_ht_hash. */
 static inline uint64_t bench_hash(const void *key, size_t len)
 {
     const unsigned char *p = key;
@@ -64,6 +68,9 @@ static inline uint64_t bench_hash(const void *key, size_t len)
         h ^= p[i];
         h *= 0x100000001b3ull;
     }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
     return h;
 }
 

@@ -4,6 +4,10 @@
  * quiescent-state calls).  lookup is a bare cds_lfht_lookup; lookup_or_start
  * is lookup, then start and cds_lfht_add_unique, ending the extra actor when
  * a concurrent start won: no registry logic, no waiters.
+ *
+ * The table resizes itself with node accounting on: without
+ * CDS_LFHT_ACCOUNTING, growth follows chain lengths alone and a table of a
+ * few ten thousand keys can take seconds to empty and destroy.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +48,8 @@ static int l_create(reki_rt_t *rt, size_t capacity, void **out)
     unsigned long init = 1;
     while (init < capacity)
         init <<= 1;
-    t->ht = cds_lfht_new_flavor(init, 1, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
+    t->ht = cds_lfht_new_flavor(init, 1, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+                                t->ht = cds_lfht_new_flavor(init, 1, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);urcu_memb_flavor, NULL);
     if (t->ht == NULL) {
         free(t);
         return REKI_ENOMEM;

@@ -108,18 +108,18 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
     return rc;
 }
 
-/* The mailbox emptied (or the batch ended): go idle unless work arrived. */
+/* The mailbox emptied: go idle unless work arrived.  Once IDLE is stored,
+ * another worker may run p, see it exit and retire it; the read-side section
+ * keeps p's memory valid for the re-check that follows. */
 static void run_idle(struct reki__proc *p)
 {
+    reki__rcu_read_lock();
     atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
     REKI__FENCE();
-    if (reki__mbox_empty(p) &&
-        atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE)
-        return;
-    uint32_t idle = REKI__IDLE;
-    if (atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
-                                                memory_order_seq_cst, memory_order_relaxed))
-        reki__sched_push(p->rt, p);
+    if (!reki__mbox_empty(p) ||
+        atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
+        reki__proc_wake(p);
+    reki__rcu_read_unlock();
 }
 
 bool reki__proc_handle_one(struct reki__proc *p, void *msg)
@@ -213,9 +213,12 @@ int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t k
     return REKI_OK;
 }
 
-/* After init: let messages in, and honour a shutdown that began meanwhile. */
+/* After init: let messages in, and honour a shutdown that began meanwhile.
+ * From the IDLE store on, p may run, exit and be retired elsewhere: the
+ * read-side section keeps it valid until we are done with it. */
 static void proc_activate(struct reki__proc *p)
 {
+    reki__rcu_read_lock();
     atomic_store_explicit(&p->sched, REKI__IDLE, memory_order_seq_cst);
     REKI__FENCE();
     if (atomic_load_explicit(&p->rt->shutdown, memory_order_seq_cst))
@@ -223,6 +226,7 @@ static void proc_activate(struct reki__proc *p)
     if (!reki__mbox_empty(p) ||
         atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
         reki__proc_wake(p);
+    reki__rcu_read_unlock();
 }
 
 int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg, const reki_spawn_opts_t *opts,
@@ -260,7 +264,7 @@ int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg, const reki_sp
         p->state = state;
     }
     *out = p->pid;
-    proc_activate(p);
+    proc_activate(p); /* p may be gone once it returns */
     return REKI_OK;
 }
 

@@ -89,9 +89,12 @@ void reki__dedicated_abort(struct reki__proc *p)
             break;
         }
     pthread_mutex_unlock(&rt->objs_lock);
-    /* release: the thread acquire-loads sched and sees the exit. */
+    /* release: the thread acquire-loads sched and sees the exit.  It may
+     * finish and retire p at once: the read-side section covers the wake. */
+    reki__rcu_read_lock();
     atomic_store_explicit(&p->sched, REKI__SCHEDULED, memory_order_seq_cst);
     reki__futex_wake(&p->sched, 1);
+    reki__rcu_read_unlock();
     pthread_join(dt->tid, NULL);
     reki__free(dt);
 }
