@@ -49,7 +49,7 @@ static int l_create(reki_rt_t *rt, size_t capacity, void **out)
     while (init < capacity)
         init <<= 1;
     t->ht = cds_lfht_new_flavor(init, 1, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-                                t->ht = cds_lfht_new_flavor(init, 1, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);urcu_memb_flavor, NULL);
+                                &urcu_memb_flavor, NULL);
     if (t->ht == NULL) {
         free(t);
         return REKI_ENOMEM;
