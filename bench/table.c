@@ -18,6 +18,7 @@ typedef struct layout {
     bool has_reki;
 } layout_t;
 
+/* has_reki ends up true only if reki has something to be compared with. */
 static void layout_of(const bench_results_t *rs, const char *bench, layout_t *l)
 {
     memset(l, 0, sizeof *l);
@@ -37,6 +38,7 @@ static void layout_of(const bench_results_t *rs, const char *bench, layout_t *l)
         if (j == l->nthreads && l->nthreads < MAX_ROWS)
             l->threads[l->nthreads++] = r->threads;
     }
+    l->has_reki &= l->nimpl > 1;
 }
 
 static void print_cell(FILE *f, const bench_result_t *r)
