@@ -292,30 +292,17 @@ static void handle_stop_key(struct actor *a, const struct msg *m)
 static reki_next_t act(struct actor *a, const struct msg *m)
 {
     switch (m->kind) {
-    case M_STOP:
-        ask_exit(a, REKI_EXIT_NORMAL);
-        return REKI_STOP;
+    case M_STOP: ask_exit(a, REKI_EXIT_NORMAL); return REKI_STOP;
     case M_CRASH:
         ask_exit(a, REKI_EXIT_ABNORMAL);
         /* Any value other than CONTINUE and STOP is a crash. */
         return (m->arg & 1) ? (reki_next_t)7 : REKI_CRASH;
-    case M_KILL_SELF:
-        handle_kill_self(a);
-        return REKI_CONTINUE;
-    case M_STOP_KEY:
-        handle_stop_key(a, m);
-        return REKI_CONTINUE;
-    case M_SLOW:
-        t_sleep_us(50 + (unsigned)(m->arg % 250));
-        return REKI_CONTINUE;
-    case M_LOOKUP:
-        handle_lookup(a, m);
-        return REKI_CONTINUE;
-    case M_FORWARD:
-        handle_forward(a, m);
-        return REKI_CONTINUE;
-    default:
-        return REKI_CONTINUE;
+    case M_KILL_SELF: handle_kill_self(a); return REKI_CONTINUE;
+    case M_STOP_KEY: handle_stop_key(a, m); return REKI_CONTINUE;
+    case M_SLOW: t_sleep_us(50 + (unsigned)(m->arg % 250)); return REKI_CONTINUE;
+    case M_LOOKUP: handle_lookup(a, m); return REKI_CONTINUE;
+    case M_FORWARD: handle_forward(a, m); return REKI_CONTINUE;
+    default: return REKI_CONTINUE;
     }
 }
 
@@ -353,10 +340,8 @@ static bool reason_fits(const struct actor *a, int reason)
     case REKI_EXIT_NORMAL:
     case REKI_EXIT_ABNORMAL:
         /* a kill or stop may have taken effect while the handle ran */
-        return reason == a->ending || reason == REKI_EXIT_KILLED ||
-               reason == REKI_EXIT_SHUTDOWN;
-    default:
-        return reason == a->ending;
+        return reason == a->ending || reason == REKI_EXIT_KILLED || reason == REKI_EXIT_SHUTDOWN;
+    default: return reason == a->ending;
     }
 }
 
@@ -441,14 +426,13 @@ static void down_fn(reki_pid_t pid, int reason, void *arg)
 {
     struct monrec *r = arg;
     if (r == NULL || r->magic != MON_MAGIC) {
-        violation("down function called with a bad argument (pid %#llx)",
-                  (unsigned long long)pid);
+        violation("down function called with a bad argument (pid %#llx)", (unsigned long long)pid);
         return;
     }
     struct world *w = r->w;
     if (pid != r->pid)
-        violation("down function for pid %#llx called with pid %#llx",
-                  (unsigned long long)r->pid, (unsigned long long)pid);
+        violation("down function for pid %#llx called with pid %#llx", (unsigned long long)r->pid,
+                  (unsigned long long)pid);
     if (atomic_exchange(&r->fired, 1) != 0)
         violation("down function for pid %#llx called twice", (unsigned long long)pid);
     if (reason < REKI_EXIT_NORMAL || reason > REKI_EXIT_SHUTDOWN)
@@ -461,10 +445,8 @@ static void down_fn(reki_pid_t pid, int reason, void *arg)
         uint64_t g1 = pidset_generation(w->exited);
         bool noted = pidset_contains(w->exited, pid);
         uint64_t g2 = pidset_generation(w->exited);
-        if (!noted && g1 == r->gen && g2 == r->gen &&
-            pidset_dropped(w->exited) == r->dropped)
-            violation("down function for pid %#llx before its terminate",
-                      (unsigned long long)pid);
+        if (!noted && g1 == r->gen && g2 == r->gen && pidset_dropped(w->exited) == r->dropped)
+            violation("down function for pid %#llx before its terminate", (unsigned long long)pid);
     }
     r->magic = DEAD_MAGIC;
     free(r);

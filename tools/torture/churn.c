@@ -18,9 +18,9 @@
 struct churn {
     struct world *w;
     uint64_t rng;
-    bool calm;     /* no exits, messages left queued for the free */
-    bool settle;   /* the world is settled before the free: any handle kind */
-    bool loose;    /* loose actors and inboxes allowed (their runtime dies too) */
+    bool calm;   /* no exits, messages left queued for the free */
+    bool settle; /* the world is settled before the free: any handle kind */
+    bool loose;  /* loose actors and inboxes allowed (their runtime dies too) */
     reki_pid_t loose_pids[4];
 };
 
@@ -28,7 +28,7 @@ static enum msg_kind churn_kind(struct churn *c, uint64_t r)
 {
     static const enum msg_kind calm[] = {M_PLAIN, M_SLOW};
     static const enum msg_kind exits[] = {M_PLAIN, M_SLOW, M_STOP, M_CRASH, M_KILL_SELF};
-    static const enum msg_kind any[] = {M_PLAIN, M_SLOW,   M_STOP,    M_CRASH,
+    static const enum msg_kind any[] = {M_PLAIN,     M_SLOW,   M_STOP,    M_CRASH,
                                         M_KILL_SELF, M_LOOKUP, M_FORWARD, M_STOP_KEY};
     if (c->calm)
         return calm[r % 2];
@@ -51,8 +51,8 @@ static void churn_send(struct churn *c, reki_pid_t pid, int key, uint64_t r)
 static void churn_start(struct churn *c, int k, uint64_t r)
 {
     static const enum start_mode calm[] = {S_OK, S_SLOW, S_FAIL, S_INIT_FAIL};
-    static const enum start_mode loose[] = {S_OK,        S_SLOW,  S_FAIL,     S_INIT_FAIL,
-                                            S_REENTER,   S_DEAD,  S_FAIL_LATE, S_OK};
+    static const enum start_mode loose[] = {S_OK,      S_SLOW, S_FAIL,      S_INIT_FAIL,
+                                            S_REENTER, S_DEAD, S_FAIL_LATE, S_OK};
     enum start_mode mode = c->loose && !c->calm ? loose[r % 8] : calm[r % 4];
     /* keeping only the low bits keeps a slow start short (its sleep is bits 20..) */
     uint64_t bits = (r >> 8) & 0xfffffull;
@@ -123,8 +123,7 @@ static void check_counts(struct world *w, const char *after)
     }
     unsigned long long inits = atomic_load(&w->inits), terms = atomic_load(&w->terms);
     if (inits != terms)
-        violation("after %s: %llu registered actors started, %llu terminated", after, inits,
-                  terms);
+        violation("after %s: %llu registered actors started, %llu terminated", after, inits, terms);
 }
 
 static void check_all_done(struct world *w, const char *after)
@@ -243,8 +242,8 @@ void churn_runtime(unsigned nthreads, uint64_t seed)
     uint64_t t0 = t_now_ms();
     reki_rt_free(rt);
     if (t_verbose)
-        fprintf(stderr, "[%s] runtime churn mode %u: reki_rt_free took %llu ms\n",
-                t_thread_name(), mode, (unsigned long long)(t_now_ms() - t0));
+        fprintf(stderr, "[%s] runtime churn mode %u: reki_rt_free took %llu ms\n", t_thread_name(),
+                mode, (unsigned long long)(t_now_ms() - t0));
     check_all_done(c.w, "reki_rt_free");
     world_free(c.w);
 }

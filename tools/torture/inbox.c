@@ -123,8 +123,7 @@ void op_inbox(struct tthread *t, uint64_t r1, uint64_t r2)
 
 /* ---------------------------------------------------------- bad arguments -- */
 
-static int never_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                       reki_pid_t *out)
+static int never_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)rt;
     (void)key;

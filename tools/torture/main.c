@@ -68,12 +68,18 @@ static bool parse_uint(const char *s, unsigned long long max, unsigned long long
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longs[] = {
-        {"threads", required_argument, NULL, 't'}, {"seconds", required_argument, NULL, 's'},
-        {"keys", required_argument, NULL, 'k'},    {"seed", required_argument, NULL, 'x'},
-        {"ops", required_argument, NULL, 'o'},     {"workers", required_argument, NULL, 'w'},
-        {"check-ms", required_argument, NULL, 'c'}, {"settle-ms", required_argument, NULL, 'S'},
-        {"hang-ms", required_argument, NULL, 'H'}, {"no-churn", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+        {"threads", required_argument, NULL, 't'},
+        {"seconds", required_argument, NULL, 's'},
+        {"keys", required_argument, NULL, 'k'},
+        {"seed", required_argument, NULL, 'x'},
+        {"ops", required_argument, NULL, 'o'},
+        {"workers", required_argument, NULL, 'w'},
+        {"check-ms", required_argument, NULL, 'c'},
+        {"settle-ms", required_argument, NULL, 'S'},
+        {"hang-ms", required_argument, NULL, 'H'},
+        {"no-churn", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -109,9 +115,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             ok = parse_uint(optarg, UINT64_MAX, &v);
             o->seed = v;
             break;
-        case 'o':
-            ok = parse_uint(optarg, UINT64_MAX, &o->ops);
-            break;
+        case 'o': ok = parse_uint(optarg, UINT64_MAX, &o->ops); break;
         case 'w':
             ok = parse_uint(optarg, 1024, &v) && v > 0;
             o->workers = (unsigned)v;
@@ -128,17 +132,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             ok = parse_uint(optarg, 3600000, &v) && v > 0;
             o->hang_ms = (unsigned)v;
             break;
-        case 'n':
-            o->churn = false;
-            break;
-        case 'v':
-            t_verbose = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            ok = false;
+        case 'n': o->churn = false; break;
+        case 'v': t_verbose = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default: ok = false;
         }
         if (!ok) {
             if (c != '?')
@@ -255,8 +252,8 @@ static void coordinate(struct world *w, const struct options *o)
 
 static void summary(const struct options *o, uint64_t elapsed_ms)
 {
-    static const char *const rnames[RES_N] = {"ok",       "started", "notfound", "edead",
-                                             "timedout", "tool_err", "other"};
+    static const char *const rnames[RES_N] = {"ok",       "started",  "notfound", "edead",
+                                              "timedout", "tool_err", "other"};
     unsigned long long per_kind[OP_NKINDS][RES_N] = {{0}};
     unsigned long long total = 0;
     for (unsigned i = 0; i < o->threads; i++)
@@ -296,15 +293,14 @@ static void final_checks(struct world *w, const struct options *o)
         inbox_drain(&threads[i]);
     atomic_store(&t_phase, "final check");
     quiescent_check(w, o->settle_ms);
-    printf("world: %llu registered actors, %llu loose, %llu init failures, %llu messages "
-           "(%llu handled, %llu dropped, %llu received), %llu monitors\n",
-           (unsigned long long)atomic_load(&w->inits), (unsigned long long)atomic_load(&w->u_inits),
-           (unsigned long long)atomic_load(&w->init_fails),
-           (unsigned long long)atomic_load(&w->accepted),
-           (unsigned long long)atomic_load(&w->handled),
-           (unsigned long long)atomic_load(&w->dropped),
-           (unsigned long long)atomic_load(&w->received),
-           (unsigned long long)atomic_load(&w->mon_set));
+    printf(
+        "world: %llu registered actors, %llu loose, %llu init failures, %llu messages "
+        "(%llu handled, %llu dropped, %llu received), %llu monitors\n",
+        (unsigned long long)atomic_load(&w->inits), (unsigned long long)atomic_load(&w->u_inits),
+        (unsigned long long)atomic_load(&w->init_fails),
+        (unsigned long long)atomic_load(&w->accepted), (unsigned long long)atomic_load(&w->handled),
+        (unsigned long long)atomic_load(&w->dropped), (unsigned long long)atomic_load(&w->received),
+        (unsigned long long)atomic_load(&w->mon_set));
     /* Half the inboxes are freed here, the rest by reki_rt_free. */
     for (unsigned i = 0; i < o->threads; i += 2) {
         reki_inbox_free(threads[i].inbox);

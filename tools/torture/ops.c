@@ -34,8 +34,8 @@ static const unsigned weights[OP_NKINDS] = {
 };
 
 static const char *const names[OP_NKINDS] = {
-    "lookup", "lookup_or_start", "send",  "kill",    "stop",   "monitor",  "alive",
-    "foreach", "count",          "spawn", "inbox",   "badargs", "reg_churn", "rt_churn",
+    "lookup",  "lookup_or_start", "send",  "kill",  "stop",    "monitor",   "alive",
+    "foreach", "count",           "spawn", "inbox", "badargs", "reg_churn", "rt_churn",
 };
 
 const char *op_name(int kind)
@@ -57,21 +57,14 @@ static enum op_kind pick_op(uint64_t r1)
 static enum op_result classify(int rc)
 {
     switch (rc) {
-    case REKI_OK:
-        return RES_OK;
-    case REKI_STARTED:
-        return RES_STARTED;
-    case REKI_ENOTFOUND:
-        return RES_NOTFOUND;
-    case REKI_EDEAD:
-        return RES_EDEAD;
-    case REKI_ETIMEDOUT:
-        return RES_TIMEDOUT;
+    case REKI_OK: return RES_OK;
+    case REKI_STARTED: return RES_STARTED;
+    case REKI_ENOTFOUND: return RES_NOTFOUND;
+    case REKI_EDEAD: return RES_EDEAD;
+    case REKI_ETIMEDOUT: return RES_TIMEDOUT;
     case T_EFAIL:
-    case T_EINIT:
-        return RES_TOOL;
-    default:
-        return RES_OTHER;
+    case T_EINIT: return RES_TOOL;
+    default: return RES_OTHER;
     }
 }
 
@@ -119,8 +112,8 @@ static int op_lookup(struct tthread *t, int k)
 static int op_los(struct tthread *t, int k, uint64_t r1, uint64_t r2)
 {
     static const enum start_mode modes[16] = {
-        S_OK,   S_OK,      S_OK,        S_OK,         S_OK,   S_OK,    S_SLOW,    S_SLOW,
-        S_FAIL, S_FAIL,    S_FAIL_LATE, S_DEAD,       S_DEAD, S_INIT_FAIL, S_REENTER, S_NESTED,
+        S_OK,   S_OK,   S_OK,        S_OK,   S_OK,   S_OK,        S_SLOW,    S_SLOW,
+        S_FAIL, S_FAIL, S_FAIL_LATE, S_DEAD, S_DEAD, S_INIT_FAIL, S_REENTER, S_NESTED,
     };
     static const int timeouts[8] = {-1, -1, 0, 1, 2, 5, 20, 100};
     enum start_mode mode = modes[t_bits(r1, 32, 4, 16)];
@@ -134,10 +127,10 @@ static int op_los(struct tthread *t, int k, uint64_t r1, uint64_t r2)
 }
 
 static const enum msg_kind send_kinds[32] = {
-    M_PLAIN, M_PLAIN,   M_PLAIN,     M_PLAIN,     M_PLAIN,    M_PLAIN,   M_PLAIN,   M_PLAIN,
-    M_PLAIN, M_PLAIN,   M_PLAIN,     M_PLAIN,     M_PLAIN,    M_PLAIN,   M_PLAIN,   M_PLAIN,
-    M_PLAIN, M_PLAIN,   M_STOP,      M_STOP,      M_CRASH,    M_CRASH,   M_KILL_SELF, M_STOP_KEY,
-    M_SLOW,  M_SLOW,    M_LOOKUP,    M_LOOKUP,    M_LOOKUP,   M_FORWARD, M_FORWARD, M_PLAIN,
+    M_PLAIN, M_PLAIN, M_PLAIN,  M_PLAIN,  M_PLAIN,  M_PLAIN,   M_PLAIN,     M_PLAIN,
+    M_PLAIN, M_PLAIN, M_PLAIN,  M_PLAIN,  M_PLAIN,  M_PLAIN,   M_PLAIN,     M_PLAIN,
+    M_PLAIN, M_PLAIN, M_STOP,   M_STOP,   M_CRASH,  M_CRASH,   M_KILL_SELF, M_STOP_KEY,
+    M_SLOW,  M_SLOW,  M_LOOKUP, M_LOOKUP, M_LOOKUP, M_FORWARD, M_FORWARD,   M_PLAIN,
 };
 
 static int send_one(struct tthread *t, struct ring_ent e, enum msg_kind kind, uint64_t arg)
@@ -327,32 +320,18 @@ static int run_op(struct tthread *t, enum op_kind kind, uint64_t r1, uint64_t r2
 {
     int k = (int)t_bits(r1, 16, 16, t->w->nkeys);
     switch (kind) {
-    case OP_LOOKUP:
-        return op_lookup(t, k);
-    case OP_LOS:
-        return op_los(t, k, r1, r2);
-    case OP_SEND:
-        return op_send(t, k, r1, r2);
-    case OP_KILL:
-        return op_kill(t, r1);
-    case OP_STOP:
-        return op_stop(t, k, r1);
-    case OP_MONITOR:
-        return op_monitor(t, r1);
-    case OP_ALIVE:
-        return op_alive(t, r1);
-    case OP_FOREACH:
-        return op_foreach(t, r1);
-    case OP_COUNT:
-        return op_count(t);
-    case OP_SPAWN:
-        return op_spawn(t, r1, r2);
-    case OP_INBOX:
-        op_inbox(t, r1, r2);
-        return REKI_OK;
-    case OP_BADARGS:
-        op_badargs(t, r1);
-        return REKI_OK;
+    case OP_LOOKUP: return op_lookup(t, k);
+    case OP_LOS: return op_los(t, k, r1, r2);
+    case OP_SEND: return op_send(t, k, r1, r2);
+    case OP_KILL: return op_kill(t, r1);
+    case OP_STOP: return op_stop(t, k, r1);
+    case OP_MONITOR: return op_monitor(t, r1);
+    case OP_ALIVE: return op_alive(t, r1);
+    case OP_FOREACH: return op_foreach(t, r1);
+    case OP_COUNT: return op_count(t);
+    case OP_SPAWN: return op_spawn(t, r1, r2);
+    case OP_INBOX: op_inbox(t, r1, r2); return REKI_OK;
+    case OP_BADARGS: op_badargs(t, r1); return REKI_OK;
     case OP_REG_CHURN:
         if (ctl.churn)
             churn_registry(t->w->rt, t->w->nthreads, r2);
@@ -361,8 +340,7 @@ static int run_op(struct tthread *t, enum op_kind kind, uint64_t r1, uint64_t r2
         if (ctl.churn)
             churn_runtime(t->w->nthreads, r2);
         return REKI_OK;
-    default:
-        return REKI_OK;
+    default: return REKI_OK;
     }
 }
 

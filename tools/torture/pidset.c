@@ -84,8 +84,7 @@ void pidset_add(struct pidset *s, reki_pid_t pid)
             return;
         if (cur == 0) {
             unsigned long long zero = 0;
-            if (!atomic_compare_exchange_strong_explicit(&sl->pid, &zero, pid,
-                                                         memory_order_acq_rel,
+            if (!atomic_compare_exchange_strong_explicit(&sl->pid, &zero, pid, memory_order_acq_rel,
                                                          memory_order_acquire)) {
                 if (zero == pid)
                     return;

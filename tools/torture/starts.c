@@ -53,8 +53,8 @@ static void nested(struct start_ctx *c)
         return;
     int other = (int)((c->key + 1 + (c->bits >> 43) % (w->nkeys - 1)) % w->nkeys);
     reki_pid_t pid = 0;
-    checked_los(w, other, ((c->bits >> 50) & 1) ? S_FAIL : S_OK, false,
-                (int)((c->bits >> 51) & 3), c->bits >> 53, &pid);
+    checked_los(w, other, ((c->bits >> 50) & 1) ? S_FAIL : S_OK, false, (int)((c->bits >> 51) & 3),
+                c->bits >> 53, &pid);
 }
 
 static int run_mode(struct start_ctx *c, const void *key, size_t keylen, reki_pid_t *out)
@@ -63,11 +63,8 @@ static int run_mode(struct start_ctx *c, const void *key, size_t keylen, reki_pi
     reki_pid_t pid = 0;
     int rc;
     switch (c->mode) {
-    case S_SLOW:
-        t_sleep_us(50 + (unsigned)((c->bits >> 20) % 2000));
-        return start_ok(c, out);
-    case S_FAIL:
-        return T_EFAIL;
+    case S_SLOW: t_sleep_us(50 + (unsigned)((c->bits >> 20) % 2000)); return start_ok(c, out);
+    case S_FAIL: return T_EFAIL;
     case S_FAIL_LATE:
         if (spawn_loose(w, false, &pid) == REKI_OK)
             kill_loose(w, pid);
@@ -88,14 +85,9 @@ static int run_mode(struct start_ctx *c, const void *key, size_t keylen, reki_pi
             violation("reki_spawn with a failing init returned %d, not init's %d", rc, T_EINIT);
         return rc;
     }
-    case S_REENTER:
-        reenter(c, key, keylen);
-        return start_ok(c, out);
-    case S_NESTED:
-        nested(c);
-        return start_ok(c, out);
-    default:
-        return start_ok(c, out);
+    case S_REENTER: reenter(c, key, keylen); return start_ok(c, out);
+    case S_NESTED: nested(c); return start_ok(c, out);
+    default: return start_ok(c, out);
     }
 }
 
@@ -134,8 +126,8 @@ static void check_ran(const struct start_ctx *c, int rc, reki_pid_t pid)
 {
     if (c->rc < 0) {
         if (rc != c->rc)
-            violation("start of key %d returned %d but lookup_or_start returned %d (%s)",
-                      c->key, c->rc, rc, reki_strerror(rc));
+            violation("start of key %d returned %d but lookup_or_start returned %d (%s)", c->key,
+                      c->rc, rc, reki_strerror(rc));
     } else if (c->mode == S_DEAD) {
         if (rc != REKI_EDEAD)
             violation("start of key %d returned a dead pid but lookup_or_start returned "
@@ -160,8 +152,7 @@ static void check_waited(const struct start_ctx *c, int rc, reki_pid_t pid, int 
         check_not_stale(c->w, pid, t0, "reki_lookup_or_start");
         break;
     case REKI_STARTED:
-        violation("lookup_or_start of key %d returned STARTED but its start never ran",
-                  c->key);
+        violation("lookup_or_start of key %d returned STARTED but its start never ran", c->key);
         break;
     case REKI_ETIMEDOUT:
         if (timeout < 0)
@@ -169,10 +160,8 @@ static void check_waited(const struct start_ctx *c, int rc, reki_pid_t pid, int 
         break;
     case T_EFAIL:
     case T_EINIT:
-    case REKI_EDEAD:
-        break; /* the outcome of another caller's start, shared */
-    default:
-        violation("lookup_or_start of key %d returned %d (%s)", c->key, rc, reki_strerror(rc));
+    case REKI_EDEAD: break; /* the outcome of another caller's start, shared */
+    default: violation("lookup_or_start of key %d returned %d (%s)", c->key, rc, reki_strerror(rc));
     }
 }
 
@@ -182,8 +171,7 @@ int checked_los(struct world *w, int key, enum start_mode mode, bool dedicated, 
     struct start_ctx c = {.w = w, .key = key, .mode = mode, .dedicated = dedicated, .bits = bits};
     *out = 0;
     uint64_t t0 = t_clock_now();
-    int rc = reki_lookup_or_start(w->reg, w->kbytes[key], w->klen[key], start_fn, &c, timeout,
-                                  out);
+    int rc = reki_lookup_or_start(w->reg, w->kbytes[key], w->klen[key], start_fn, &c, timeout, out);
     if (c.ran)
         check_ran(&c, rc, *out);
     else

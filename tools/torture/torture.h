@@ -84,20 +84,20 @@ uint64_t t_clock_now(void);
 /* ---------------------------------------------------------------- world -- */
 
 struct keystate {
-    atomic_int live;      /* counted actors of this key past init, before terminate */
-    atomic_int starting;  /* start functions running for this key */
-    atomic_ullong cur;    /* pid of the counted actor last initialised for it */
+    atomic_int live;     /* counted actors of this key past init, before terminate */
+    atomic_int starting; /* start functions running for this key */
+    atomic_ullong cur;   /* pid of the counted actor last initialised for it */
 };
 
 struct world {
     reki_rt_t *rt;
     reki_registry_t *reg;
     unsigned nkeys;
-    unsigned nthreads;    /* senders tracked for FIFO checks */
+    unsigned nthreads; /* senders tracked for FIFO checks */
     struct keystate *ks;
     unsigned char **kbytes; /* the key of each index, and its length */
     size_t *klen;
-    struct pidset *exited; /* main world only */
+    struct pidset *exited;          /* main world only */
     atomic_ullong inits, terms;     /* counted (registered) actors */
     atomic_ullong u_inits, u_terms; /* unregistered actors */
     atomic_ullong init_fails;
@@ -140,11 +140,11 @@ struct msg {
     atomic_int consumed;
     enum msg_kind kind;
     unsigned sender;
-    uint64_t seq;        /* per sender, increasing */
-    int key;             /* key the target was looked up under, or -1 */
+    uint64_t seq; /* per sender, increasing */
+    int key;      /* key the target was looked up under, or -1 */
     reki_pid_t to;
     struct world *w;
-    uint64_t arg;        /* random bits for the handle's own choices */
+    uint64_t arg; /* random bits for the handle's own choices */
 };
 
 struct msg *msg_new(struct world *w, enum msg_kind kind, unsigned sender, uint64_t seq, int key,
@@ -195,7 +195,7 @@ struct start_ctx {
     int key;
     enum start_mode mode;
     bool dedicated;
-    uint64_t bits;  /* random bits for the start's own choices */
+    uint64_t bits; /* random bits for the start's own choices */
     /* filled in by the start function */
     bool ran;
     int rc;
@@ -259,7 +259,16 @@ enum op_kind {
     OP_NKINDS
 };
 
-enum op_result { RES_OK, RES_STARTED, RES_NOTFOUND, RES_EDEAD, RES_TIMEDOUT, RES_TOOL, RES_OTHER, RES_N };
+enum op_result {
+    RES_OK,
+    RES_STARTED,
+    RES_NOTFOUND,
+    RES_EDEAD,
+    RES_TIMEDOUT,
+    RES_TOOL,
+    RES_OTHER,
+    RES_N
+};
 
 struct ring_ent {
     reki_pid_t pid;
@@ -279,7 +288,7 @@ struct tthread {
     unsigned long long opno;
     unsigned long long counts[OP_NKINDS][RES_N];
     unsigned long long max_ms[OP_NKINDS]; /* slowest operation of each kind */
-    atomic_int cur_op; /* -1 between operations */
+    atomic_int cur_op;                    /* -1 between operations */
     atomic_ullong op_start_ms;
 };
 

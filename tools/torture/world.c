@@ -37,8 +37,8 @@ static void trace_dump(void)
     unsigned n = trace_pos < TRACE_LEN ? trace_pos : TRACE_LEN;
     for (unsigned i = trace_pos - n; i != trace_pos; i++) {
         const struct trace_ent *e = &trace[i % TRACE_LEN];
-        fprintf(stderr, "    [%s] op #%llu %s key %d -> %d\n", thread_name, e->opno, e->op,
-                e->key, e->rc);
+        fprintf(stderr, "    [%s] op #%llu %s key %d -> %d\n", thread_name, e->opno, e->op, e->key,
+                e->rc);
     }
 }
 
@@ -124,14 +124,10 @@ void t_sleep_us(unsigned us)
 size_t key_len(unsigned i)
 {
     switch (i % 8) {
-    case 0:
-        return i < 256 ? 1 : 3;
-    case 1:
-        return REKI_KEY_MAX;
-    case 2:
-        return 100;
-    default:
-        return 2 + (i * 7) % 15; /* 2..16 */
+    case 0: return i < 256 ? 1 : 3;
+    case 1: return REKI_KEY_MAX;
+    case 2: return 100;
+    default: return 2 + (i * 7) % 15; /* 2..16 */
     }
 }
 
