@@ -51,7 +51,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 measure() {
     out=$tmp/cg.$1
     if ! valgrind --tool=callgrind --callgrind-out-file="$out" \
-        --toggle-collect='bench_insn_loop' \
+        --toggle-collect='bench_insn_loop*' \
         "$bin" --callgrind --impls "$1" --ops "$ops" --workers 1 \
         >"$tmp/log.$1" 2>&1; then
         echo "bench-instructions: $1 failed:" >&2
