@@ -101,10 +101,10 @@ int bench_round_run(bench_run_t *run, unsigned n, double seconds, bench_round_t 
         run->t_start = bench_now();
         atomic_store_explicit(&run->go, true, memory_order_release);
         sleep_until_done(run, n, run->t_start + seconds);
-    } else {
-        atomic_store_explicit(&run->go, true, memory_order_release);
     }
+    /* On a failed start the threads already made see stop before go. */
     atomic_store_explicit(&run->stop, true, memory_order_relaxed);
+    atomic_store_explicit(&run->go, true, memory_order_release);
     for (unsigned i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
     if (err == 0) {

@@ -139,6 +139,7 @@ static uint64_t mixed(bench_thread_t *th, void *arg)
     size_t next, end;
     fresh_slice(th, w->fresh, &next, &end);
     uint64_t s = th->seed, ops = 0, sink = 0, errors = 0;
+    unsigned tenth = 0;
     while (!bench_should_stop(th)) {
         if (end - next < BATCH / 10 + 1) {
             th->budget_hit = true;
@@ -146,7 +147,8 @@ static uint64_t mixed(bench_thread_t *th, void *arg)
         }
         for (int i = 0; i < BATCH; i++) {
             reki_pid_t pid = 0;
-            if (i % 10 == 9) {
+            if (++tenth == 10) {
+                tenth = 0;
                 const bench_key_t *k = &w->fresh->keys[next++];
                 errors += im->lookup_or_start(t, k->bytes, k->len, &pid) != REKI_STARTED;
             } else {
