@@ -168,11 +168,11 @@ int bench_round_run(bench_run_t *run, unsigned nthreads, double seconds, bench_r
 
 /* ------------------------------------------------------------- workloads -- */
 
-#define BENCH_W_SHARED 0x1u   /* read-only: one table serves every round */
-#define BENCH_W_PREFILL 0x2u  /* the key set is registered before timing */
-#define BENCH_W_NEWKEYS 0x4u  /* consumes keys of the per-round budget */
-#define BENCH_W_SEND 0x8u     /* message passing, not the registry */
-#define BENCH_W_MANY 0x10u    /* send: every thread to one receiver */
+#define BENCH_W_SHARED 0x1u  /* read-only: one table serves every round */
+#define BENCH_W_PREFILL 0x2u /* the key set is registered before timing */
+#define BENCH_W_NEWKEYS 0x4u /* consumes keys of the per-round budget */
+#define BENCH_W_SEND 0x8u    /* message passing, not the registry */
+#define BENCH_W_MANY 0x10u   /* send: every thread to one receiver */
 
 typedef struct bench_wctx {
     const bench_impl_t *impl;
@@ -187,8 +187,8 @@ typedef struct bench_wctx {
 typedef struct bench_workload {
     const char *name;
     const char *what;
-    unsigned caps;  /* implementation capabilities needed */
-    unsigned flags; /* BENCH_W_* */
+    unsigned caps;                                 /* implementation capabilities needed */
+    unsigned flags;                                /* BENCH_W_* */
     uint64_t (*fn)(bench_thread_t *th, void *arg); /* arg: bench_wctx_t */
 } bench_workload_t;
 

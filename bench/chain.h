@@ -29,8 +29,7 @@ int chain_init(chain_t *c, size_t capacity);
 /* Calls fn(pid, arg) on every entry, then frees the table. */
 void chain_destroy(chain_t *c, void (*fn)(reki_pid_t pid, void *arg), void *arg);
 
-static inline chain_node_t *chain_find(const chain_t *c, const void *key, size_t len,
-                                       uint64_t hash)
+static inline chain_node_t *chain_find(const chain_t *c, const void *key, size_t len, uint64_t hash)
 {
     for (chain_node_t *e = c->b[hash & c->mask]; e != NULL; e = e->next)
         if (e->hash == hash && e->len == len && __builtin_memcmp(e->key, key, len) == 0)

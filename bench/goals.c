@@ -30,16 +30,16 @@ static double ratio(double a, double b)
 
 static void lookup_goals(FILE *f, const bench_results_t *rs)
 {
-    line(f, "lookup_hit 1 thread: reki / ck_ht >= 0.8", ratio(med(rs, "lookup_hit", "reki", 1),
-         med(rs, "lookup_hit", "ck_ht", 1)), 0.8, "x");
+    line(f, "lookup_hit 1 thread: reki / ck_ht >= 0.8",
+         ratio(med(rs, "lookup_hit", "reki", 1), med(rs, "lookup_hit", "ck_ht", 1)), 0.8, "x");
     line(f, "lookup_hit reki: 2 threads / 1 thread >= 1.8",
          ratio(med(rs, "lookup_hit", "reki", 2), med(rs, "lookup_hit", "reki", 1)), 1.8, "x");
     line(f, "lookup_hit reki: 8 threads / 2 threads >= 0.9",
          ratio(med(rs, "lookup_hit", "reki", 8), med(rs, "lookup_hit", "reki", 2)), 0.9, "x");
-    line(f, "lookup_hit 2 threads: reki / mutex >= 4", ratio(med(rs, "lookup_hit", "reki", 2),
-         med(rs, "lookup_hit", "mutex", 2)), 4, "x");
-    line(f, "lookup_hit 8 threads: reki / mutex >= 4", ratio(med(rs, "lookup_hit", "reki", 8),
-         med(rs, "lookup_hit", "mutex", 8)), 4, "x");
+    line(f, "lookup_hit 2 threads: reki / mutex >= 4",
+         ratio(med(rs, "lookup_hit", "reki", 2), med(rs, "lookup_hit", "mutex", 2)), 4, "x");
+    line(f, "lookup_hit 8 threads: reki / mutex >= 4",
+         ratio(med(rs, "lookup_hit", "reki", 8), med(rs, "lookup_hit", "mutex", 8)), 4, "x");
 }
 
 static void start_goals(FILE *f, const bench_results_t *rs)

@@ -89,8 +89,8 @@ int bench_round_run(bench_run_t *run, unsigned n, double seconds, bench_round_t 
     unsigned started = 0;
     int err = 0;
     for (; started < n; started++) {
-        th[started] = (bench_thread_t){.run = run, .index = started, .nthreads = n,
-                                       .seed = bench_seed(started)};
+        th[started] = (bench_thread_t){
+            .run = run, .index = started, .nthreads = n, .seed = bench_seed(started)};
         err = pthread_create(&tid[started], NULL, round_thread, &th[started]);
         if (err != 0)
             break;

@@ -68,7 +68,7 @@ static void l_destroy(void *p)
     lnode_t *n;
     lnode_t *dead = NULL;
     urcu_memb_read_lock();
-    cds_lfht_for_each_entry(t->ht, &it, n, node) {
+    cds_lfht_for_each_entry (t->ht, &it, n, node) {
         if (cds_lfht_del(t->ht, &n->node) == 0) {
             reki_kill(t->rt, n->pid);
             /* the pid is no longer needed: reuse it as the free list link */

@@ -53,8 +53,7 @@ static int rw_lookup(void *p, const void *key, size_t len, reki_pid_t *out)
     return e ? 0 : REKI_ENOTFOUND;
 }
 
-static int rw_insert_locked(rwtable_t *t, const void *key, size_t len, uint64_t h,
-                            reki_pid_t *out)
+static int rw_insert_locked(rwtable_t *t, const void *key, size_t len, uint64_t h, reki_pid_t *out)
 {
     chain_node_t *e = chain_find(&t->c, key, len, h);
     if (e) {

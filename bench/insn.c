@@ -23,9 +23,9 @@ __attribute__((noinline)) static int empty_lookup(void *t, const void *key, size
 
 /* Extern and never inlined, so it keeps its name for --toggle-collect (the
  * script also matches "bench_insn_loop*", should a compiler clone it). */
-__attribute__((noinline)) uint64_t bench_insn_loop(
-    int (*get)(void *, const void *, size_t, reki_pid_t *), void *t, const bench_keyset_t *ks,
-    uint64_t ops, uint64_t *misses);
+__attribute__((noinline)) uint64_t
+bench_insn_loop(int (*get)(void *, const void *, size_t, reki_pid_t *), void *t,
+                const bench_keyset_t *ks, uint64_t ops, uint64_t *misses);
 
 uint64_t bench_insn_loop(int (*get)(void *, const void *, size_t, reki_pid_t *), void *t,
                          const bench_keyset_t *ks, uint64_t ops, uint64_t *misses)

@@ -14,8 +14,8 @@ int bench_keyset_make(bench_keyset_t *ks, const char *prefix, size_t first, size
     if (ks->keys == NULL)
         return REKI_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        int len = snprintf(ks->keys[i].bytes, sizeof ks->keys[i].bytes, "%s%06zu", prefix,
-                           first + i);
+        int len =
+            snprintf(ks->keys[i].bytes, sizeof ks->keys[i].bytes, "%s%06zu", prefix, first + i);
         if (len <= 0 || (size_t)len >= sizeof ks->keys[i].bytes) {
             free(ks->keys);
             ks->keys = NULL;

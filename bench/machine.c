@@ -44,8 +44,7 @@ void bench_machine_get(bench_machine_t *m)
     m->cores = n > 0 ? (unsigned)n : 0;
     struct utsname u;
     if (uname(&u) == 0)
-        snprintf(m->kernel, sizeof m->kernel, "%.60s %.60s %.30s", u.sysname, u.release,
-                 u.machine);
+        snprintf(m->kernel, sizeof m->kernel, "%.60s %.60s %.30s", u.sysname, u.release, u.machine);
     time_t now = time(NULL);
     struct tm tm;
     if (gmtime_r(&now, &tm))

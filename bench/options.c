@@ -10,25 +10,24 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: reki-bench [options]\n"
-            "  --seconds S      length of each timed round (default 1)\n"
-            "  --rounds N       timed rounds per configuration, >= 1 (default 5)\n"
-            "  --warmup S       untimed warm-up round (default min(0.3, seconds))\n"
-            "  --threads LIST   thread counts, e.g. 1,2,4,8 (the default)\n"
-            "  --workloads LIST which workloads (default all; --list shows them)\n"
-            "  --impls LIST     which implementations (default all)\n"
-            "  --keys N         registered keys (default 10000)\n"
-            "  --budget N       new keys per round for los_new and mixed\n"
-            "                   (default 3,000,000 x seconds)\n"
-            "  --workers N      reki runtime worker threads (default: one per CPU)\n"
-            "  --json FILE      write one JSON record per configuration\n"
-            "  --csv FILE       the same as CSV\n"
-            "  --quick          the short run README uses: under 30 s in all\n"
-            "  --callgrind      run --ops lookup hits of one implementation for\n"
-            "                   valgrind --tool=callgrind (tools/bench-instructions.sh)\n"
-            "  --ops N          lookups in --callgrind mode (default 1000000)\n"
-            "  --list           list workloads and implementations\n");
+    fprintf(f, "usage: reki-bench [options]\n"
+               "  --seconds S      length of each timed round (default 1)\n"
+               "  --rounds N       timed rounds per configuration, >= 1 (default 5)\n"
+               "  --warmup S       untimed warm-up round (default min(0.3, seconds))\n"
+               "  --threads LIST   thread counts, e.g. 1,2,4,8 (the default)\n"
+               "  --workloads LIST which workloads (default all; --list shows them)\n"
+               "  --impls LIST     which implementations (default all)\n"
+               "  --keys N         registered keys (default 10000)\n"
+               "  --budget N       new keys per round for los_new and mixed\n"
+               "                   (default 3,000,000 x seconds)\n"
+               "  --workers N      reki runtime worker threads (default: one per CPU)\n"
+               "  --json FILE      write one JSON record per configuration\n"
+               "  --csv FILE       the same as CSV\n"
+               "  --quick          the short run README uses: under 30 s in all\n"
+               "  --callgrind      run --ops lookup hits of one implementation for\n"
+               "                   valgrind --tool=callgrind (tools/bench-instructions.sh)\n"
+               "  --ops N          lookups in --callgrind mode (default 1000000)\n"
+               "  --list           list workloads and implementations\n");
 }
 
 int bench_parse_counts(const char *s, unsigned *v, unsigned max, unsigned *n)
@@ -66,8 +65,8 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 
 static void defaults(bench_opts_t *o)
 {
-    *o = (bench_opts_t){.seconds = 1.0, .warmup = -1, .rounds = 5, .keys = 10000,
-                        .callgrind_ops = 1000000};
+    *o = (bench_opts_t){
+        .seconds = 1.0, .warmup = -1, .rounds = 5, .keys = 10000, .callgrind_ops = 1000000};
     parse_threads("1,2,4,8", o);
 }
 
@@ -136,8 +135,8 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
         }
         int rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 1;
         if (rc != 0) {
-            fprintf(stderr, "reki-bench: bad option or value: %s%s%s\n", a,
-                    i + 1 < argc ? " " : "", i + 1 < argc ? argv[i + 1] : "");
+            fprintf(stderr, "reki-bench: bad option or value: %s%s%s\n", a, i + 1 < argc ? " " : "",
+                    i + 1 < argc ? argv[i + 1] : "");
             usage(stderr);
             return -1;
         }

@@ -46,8 +46,8 @@ static void json_record(FILE *f, const bench_machine_t *m, const bench_results_t
     const bench_result_t *reki = bench_results_find(rs, r->bench, "reki", r->threads);
     if (reki && reki != r && r->ops.median > 0)
         fprintf(f, ",\"reki_ratio\":%.4f", reki->ops.median / r->ops.median);
-    fprintf(f, ",\"errors\":%llu,\"budget_hit\":%s,\"git_sha\":",
-            (unsigned long long)r->errors, r->budget_hit ? "true" : "false");
+    fprintf(f, ",\"errors\":%llu,\"budget_hit\":%s,\"git_sha\":", (unsigned long long)r->errors,
+            r->budget_hit ? "true" : "false");
     json_str(f, m->git);
     fprintf(f, ",\"compiler\":");
     json_str(f, m->compiler);

@@ -23,9 +23,9 @@ typedef struct bench_result {
     size_t keys;
     double seconds; /* asked-for length of one timed round */
     unsigned rounds;
-    bench_stat_t ops; /* operations per second */
-    uint64_t errors;  /* operations that returned something unexpected */
-    bool budget_hit;  /* a round ran out of new keys before its time */
+    bench_stat_t ops;       /* operations per second */
+    uint64_t errors;        /* operations that returned something unexpected */
+    bool budget_hit;        /* a round ran out of new keys before its time */
     const char *extra_name; /* optional second figure (bytes_per_actor), or NULL */
     bench_stat_t extra;
 } bench_result_t;

@@ -70,8 +70,12 @@ static void teardown(const bench_workload_t *w, contender_t *c, bench_wctx_t *ct
 static int round_once(runner_t *r, const bench_workload_t *w, contender_t *c, unsigned t,
                       double seconds, double *rate)
 {
-    bench_wctx_t ctx = {.impl = c->impl, .table = c->table, .rt = r->rt, .keys = &r->keys,
-                        .miss = &r->miss, .fresh = &r->fresh};
+    bench_wctx_t ctx = {.impl = c->impl,
+                        .table = c->table,
+                        .rt = r->rt,
+                        .keys = &r->keys,
+                        .miss = &r->miss,
+                        .fresh = &r->fresh};
     bool own = !(w->flags & BENCH_W_SHARED);
     int rc = 0;
     if (own) {
@@ -103,9 +107,14 @@ static int round_once(runner_t *r, const bench_workload_t *w, contender_t *c, un
 
 static void record(runner_t *r, const bench_workload_t *w, contender_t *c, unsigned t)
 {
-    bench_result_t res = {.bench = w->name, .impl = c->name, .threads = t, .keys = r->keys.n,
-                          .seconds = r->o->seconds, .rounds = r->o->rounds,
-                          .errors = c->errors, .budget_hit = c->budget_hit};
+    bench_result_t res = {.bench = w->name,
+                          .impl = c->name,
+                          .threads = t,
+                          .keys = r->keys.n,
+                          .seconds = r->o->seconds,
+                          .rounds = r->o->rounds,
+                          .errors = c->errors,
+                          .budget_hit = c->budget_hit};
     bench_stat_of(c->rates, r->o->rounds, &res.ops);
     bench_results_add(r->rs, &res);
     r->done++;

@@ -128,11 +128,14 @@ static int measure(const spawn_opts_t *o, unsigned threads, bench_results_t *rs)
         rate[k] = res.seconds > 0 ? (double)o->actors / res.seconds : 0;
         bytes[k] = res.bytes;
         secs[k] = res.seconds;
-        fprintf(stderr, "[%u threads, round %u/%u] %.3fM spawns/s, %.1f bytes/actor\n",
-                threads, k + 1, o->rounds, rate[k] / 1e6, bytes[k]);
+        fprintf(stderr, "[%u threads, round %u/%u] %.3fM spawns/s, %.1f bytes/actor\n", threads,
+                k + 1, o->rounds, rate[k] / 1e6, bytes[k]);
     }
-    bench_result_t r = {.bench = "spawn", .impl = "reki", .threads = threads,
-                        .keys = o->actors, .rounds = o->rounds,
+    bench_result_t r = {.bench = "spawn",
+                        .impl = "reki",
+                        .threads = threads,
+                        .keys = o->actors,
+                        .rounds = o->rounds,
                         .extra_name = "bytes_per_actor"};
     bench_stat_of(rate, o->rounds, &r.ops);
     bench_stat_of(bytes, o->rounds, &r.extra);

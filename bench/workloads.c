@@ -164,36 +164,74 @@ static uint64_t mixed(bench_thread_t *th, void *arg)
     return ops;
 }
 
+#define SHARED_PREFILLED (BENCH_W_SHARED | BENCH_W_PREFILL)
+
 static const bench_workload_t w_lookup_hit = {
-    "lookup_hit", "lookup of a random registered key", BENCH_CAP_LOOKUP,
-    BENCH_W_SHARED | BENCH_W_PREFILL, lookup_hit};
+    .name = "lookup_hit",
+    .what = "lookup of a random registered key",
+    .caps = BENCH_CAP_LOOKUP,
+    .flags = SHARED_PREFILLED,
+    .fn = lookup_hit,
+};
 static const bench_workload_t w_lookup_miss = {
-    "lookup_miss", "lookup of a random key never registered", BENCH_CAP_LOOKUP,
-    BENCH_W_SHARED | BENCH_W_PREFILL, lookup_miss};
+    .name = "lookup_miss",
+    .what = "lookup of a random key never registered",
+    .caps = BENCH_CAP_LOOKUP,
+    .flags = SHARED_PREFILLED,
+    .fn = lookup_miss,
+};
 static const bench_workload_t w_hot = {
-    "los_hot", "lookup_or_start of one registered key by every thread", BENCH_CAP_LOOKUP,
-    BENCH_W_SHARED | BENCH_W_PREFILL, lookup_or_start_hot};
+    .name = "los_hot",
+    .what = "lookup_or_start of one registered key by every thread",
+    .caps = BENCH_CAP_LOOKUP,
+    .flags = SHARED_PREFILLED,
+    .fn = lookup_or_start_hot,
+};
 static const bench_workload_t w_new = {
-    "los_new", "lookup_or_start of a new key: each op starts a light actor", BENCH_CAP_LOOKUP,
-    BENCH_W_NEWKEYS, lookup_or_start_new};
+    .name = "los_new",
+    .what = "lookup_or_start of a new key: each op starts a light actor",
+    .caps = BENCH_CAP_LOOKUP,
+    .flags = BENCH_W_NEWKEYS,
+    .fn = lookup_or_start_new,
+};
 static const bench_workload_t w_churn = {
-    "churn", "lookup_or_start then stop of a random key of the set (one cycle per op)",
-    BENCH_CAP_LOOKUP | BENCH_CAP_STOP, 0, churn};
+    .name = "churn",
+    .what = "lookup_or_start then stop of a random key of the set (one cycle per op)",
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .fn = churn,
+};
 static const bench_workload_t w_mixed = {
-    "mixed", "90% lookup of a registered key, 10% lookup_or_start of a new key",
-    BENCH_CAP_LOOKUP, BENCH_W_PREFILL | BENCH_W_NEWKEYS, mixed};
+    .name = "mixed",
+    .what = "90% lookup of a registered key, 10% lookup_or_start of a new key",
+    .caps = BENCH_CAP_LOOKUP,
+    .flags = BENCH_W_PREFILL | BENCH_W_NEWKEYS,
+    .fn = mixed,
+};
+/* The send workloads' loops belong to their implementations (send_*.c). */
 static const bench_workload_t w_send_1to1 = {
-    "send_1to1", "reki_send from each thread to an actor of its own", 0, BENCH_W_SEND, NULL};
+    .name = "send_1to1",
+    .what = "send from each thread to a receiver of its own",
+    .flags = BENCH_W_SEND,
+};
 static const bench_workload_t w_send_nto1 = {
-    "send_nto1", "reki_send from every thread to one actor", 0,
-    BENCH_W_SEND | BENCH_W_MANY, NULL};
+    .name = "send_nto1",
+    .what = "send from every thread to one receiver",
+    .flags = BENCH_W_SEND | BENCH_W_MANY,
+};
 
 const bench_workload_t *const bench_workloads[] = {
-    &w_lookup_hit, &w_lookup_miss, &w_hot, &w_new, &w_churn, &w_mixed,
-    &w_send_1to1, &w_send_nto1, NULL};
+    &w_lookup_hit, &w_lookup_miss, &w_hot,       &w_new, &w_churn,
+    &w_mixed,      &w_send_1to1,   &w_send_nto1, NULL,
+};
 
 const bench_impl_t *const bench_impls[] = {
-    &bench_impl_reki,  &bench_impl_mutex, &bench_impl_rwlock,
-    &bench_impl_serial, &bench_impl_ck_ht, &bench_impl_cds_lfht, NULL};
+    &bench_impl_reki,
+    &bench_impl_mutex,
+    &bench_impl_rwlock,
+    &bench_impl_serial,
+    &bench_impl_ck_ht,
+    &bench_impl_cds_lfht,
+    NULL,
+};
 
 const bench_send_impl_t *const bench_send_impls[] = {&bench_send_reki, &bench_send_mutex, NULL};
