@@ -138,6 +138,8 @@ static void fail(runner_t *r, const bench_workload_t *w, contender_t *c, unsigne
 static void run_threads(runner_t *r, const bench_workload_t *w, contender_t *cs, unsigned n,
                         unsigned t, bool warm)
 {
+    fprintf(stderr, "[%3u/%u] running %s at %u threads: %u implementations x %u rounds...\n",
+            r->done, r->total, w->name, t, n, r->o->rounds);
     for (unsigned j = 0; j < n; j++) {
         if (cs[j].broken)
             continue;
