@@ -52,10 +52,12 @@ bool reki__proc_exit(struct reki__proc *p, int reason)
         reki__spin_unlock(&p->lock);
         return false;
     }
-    /* seq_cst: Dekker with the worker's "IDLE; fence; check reason". */
-    atomic_store_explicit(&p->reason, reason, memory_order_seq_cst);
+    /* The pid dies first: whoever sees `reason` set (it is read without the
+     * lock) must also see the pid dead.  seq_cst: the reason store is half of
+     * the Dekker pair with the worker's "IDLE; fence; check reason". */
     reki__pid_kill(&p->rt->pids, p->pid);
     REKI__YIELD();
+    atomic_store_explicit(&p->reason, reason, memory_order_seq_cst);
     reki__proc_run_marked(p);
     reki__spin_unlock(&p->lock);
     return true;
@@ -63,18 +65,27 @@ bool reki__proc_exit(struct reki__proc *p, int reason)
 
 void reki__proc_finish(struct reki__proc *p)
 {
-    int reason = atomic_load_explicit(&p->reason, memory_order_acquire);
+    /* Wait out the exit transition's critical section: its marked hooks
+     * (registry entries EXITING, count) complete before terminate runs. */
+    reki__spin_lock(&p->lock);
+    int reason = atomic_load_explicit(&p->reason, memory_order_relaxed);
+    reki__spin_unlock(&p->lock);
+    reki_pid_t prev = reki__tls_set_current(p->pid);
     if (p->kind != REKI__INBOX)
         reki__mbox_drain(p); /* an inbox's owner may still be receiving: it drains at free */
     if (p->terminate && !p->no_terminate)
         p->terminate(p->state, reason);
     REKI__YIELD();
     reki__proc_run_exited(p, reason);
+    reki__tls_set_current(prev);
     reki_rt_t *rt = p->rt;
-    /* release: pairs with retire_cb's acquire; senders' CAS from IDLE fails. */
-    atomic_store_explicit(&p->sched, REKI__DONE, memory_order_release);
-    if (p->kind != REKI__INBOX)
+    if (p->kind != REKI__INBOX) {
+        /* release: pairs with retire_cb's acquire; senders' CAS from IDLE
+         * fails from now on.  An inbox keeps IDLE/SCHEDULED, so a send that
+         * raced with its exit still wakes a receiver. */
+        atomic_store_explicit(&p->sched, REKI__DONE, memory_order_release);
         reki__proc_retire(p); /* an inbox is retired by reki_inbox_free */
+    }
     reki__rt_proc_done(rt);
 }
 
@@ -84,7 +95,7 @@ void reki__proc_wake(struct reki__proc *p)
     /* acq_rel: release our enqueue to the consumer; seq_cst as the second
      * half of the Dekker pair with the consumer's "IDLE; fence; re-check". */
     if (!atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
-                                                 memory_order_seq_cst, memory_order_relaxed))
+                                                 memory_order_seq_cst, memory_order_seq_cst))
         return;
     if (p->kind == REKI__LIGHT)
         reki__sched_push(p->rt, p);
@@ -107,6 +118,8 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
     reki__rcu_read_unlock();
     return rc;
 }
+
+static void run_batch(struct reki__proc *p);
 
 /* The mailbox emptied: go idle unless work arrived.  Once IDLE is stored,
  * another worker may run p, see it exit and retire it; the read-side section
@@ -143,6 +156,13 @@ void reki__proc_run(struct reki__proc *p)
     /* acquire: pairs with the CAS that scheduled p (the run queue itself is
      * invisible to TSan); carries the spawner's writes to the worker. */
     (void)atomic_load_explicit(&p->sched, memory_order_acquire);
+    reki_pid_t prev = reki__tls_set_current(p->pid);
+    run_batch(p);
+    reki__tls_set_current(prev);
+}
+
+static void run_batch(struct reki__proc *p)
+{
     for (int n = 0; n < RUN_BATCH; n++) {
         if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
             reki__proc_finish(p);

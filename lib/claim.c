@@ -144,6 +144,14 @@ static int attempt(struct call *c)
         reki__rcu_read_unlock();
         return REKI_EDEADLK;
     }
+    /* The key's actor is exiting and this thread runs its callbacks (its
+     * handle after reki_stop of its own key, its terminate, its drop): the
+     * key frees only when this thread returns, so waiting would hang. */
+    reki_pid_t self = reki__tls_current();
+    if (self != 0 && (w == REKI__E_EXITING || reki__word_is_pid(w)) && e->linked == self) {
+        reki__rcu_read_unlock();
+        return REKI_EDEADLK;
+    }
     if (w == REKI__E_DEAD) {
         /* Being unlinked right now: the writer lock orders us after it. */
         reki__rcu_read_unlock();

@@ -48,6 +48,7 @@ static void *dthread_main(void *arg)
 {
     struct reki__proc *p = arg;
     struct reki__dthread *dt = p->ext;
+    reki__tls_set_current(p->pid);
     /* The proc may be freed once its exit path is done: nothing after the
      * loop touches it. */
     dthread_loop(p);

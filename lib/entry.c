@@ -77,7 +77,8 @@ struct link_pub {
 static void link_publish(void *arg)
 {
     struct link_pub *lp = arg;
-    /* release: pairs with lookups' acquire of word. */
+    lp->e->linked = lp->pid;
+    /* release: pairs with lookups' acquire of word; also publishes linked. */
     atomic_store_explicit(&lp->e->word, lp->pid, memory_order_release);
     atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
     /* Under the actor's lock: its exit hooks, which retire e, wait for us. */
@@ -125,10 +126,12 @@ void reki__entry_kill(struct reki__entry *e, int outcome)
     /* release: the outcome is visible to whoever sees DEAD. */
     atomic_store_explicit(&e->word, REKI__E_DEAD, memory_order_seq_cst);
     reki__table_remove(reg, e);
-    REKI__YIELD();
-    reki__entry_changed(e);
-    reki__call_rcu(&e->rcu, entry_rcu_cb);
     if (--reg->entries == 0 && atomic_load_explicit(&reg->closing, memory_order_relaxed))
         pthread_cond_broadcast(&reg->drained);
     pthread_mutex_unlock(&reg->wlock);
+    /* reg may be freed from here on (reki_registry_free saw entries drop);
+     * e lives until the grace period after call_rcu, so wake first. */
+    REKI__YIELD();
+    reki__entry_changed(e);
+    reki__call_rcu(&e->rcu, entry_rcu_cb);
 }

@@ -47,7 +47,9 @@
  * seq_cst read-modify-write (a locked instruction on x86, so as strong for
  * the hardware) stands in for it. */
 #ifdef REKI_TSAN
-extern _Atomic int reki__fence_word;
+/* Thread-local, so that it orders like a fence without adding a
+ * happens-before edge between threads that would hide races from TSan. */
+extern _Thread_local _Atomic int reki__fence_word;
 #define REKI__FENCE() ((void)atomic_fetch_add_explicit(&reki__fence_word, 0, memory_order_seq_cst))
 #else
 #define REKI__FENCE() atomic_thread_fence(memory_order_seq_cst)
@@ -170,7 +172,8 @@ void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(struct reki__proc
 /* Hooks run on a proc's exit.  Registry links run before monitors. */
 struct reki__hook {
     struct reki__hook *next;
-    /* At the exit transition itself, under the proc lock: must not block. */
+    /* At the exit transition itself, under the proc lock: must not block
+     * (a futex wake is the most it may do). */
     void (*marked)(struct reki__hook *h, reki_pid_t pid);
     /* After terminate has returned, with no lock held. */
     void (*exited)(struct reki__hook *h, reki_pid_t pid, int reason);
@@ -269,6 +272,10 @@ const void *reki__thread_token(void);
 struct reki__worker *reki__tls_worker(void);
 void reki__tls_set_worker(struct reki__worker *w);
 unsigned reki__tls_next_rr(void);
+/* The actor whose callbacks the calling thread is running (0: none); returns
+ * the previous value, to restore. */
+reki_pid_t reki__tls_set_current(reki_pid_t pid);
+reki_pid_t reki__tls_current(void);
 
 /* Hazard-pointer record of the calling thread for rt (created on first use,
  * released at thread exit); NULL on allocation failure. */

@@ -27,6 +27,7 @@ struct reki__entry {
     _Atomic uint32_t waiters;  /* callers blocked on seq (skip the wake syscall) */
     _Atomic int outcome;       /* why it went DEAD: a start's error, or 0 */
     const void *owner;         /* thread token of the starter, while STARTING */
+    reki_pid_t linked;         /* the pid once linked (stays after EXITING) */
     reki_registry_t *reg;
     reki_rt_t *rt;
     struct reki__hook link;    /* on the actor's exit hooks while LIVE */

@@ -122,10 +122,10 @@ static void stop_all_procs(reki_rt_t *rt)
         pthread_mutex_lock(&rt->wait_lock);
         struct timespec ts;
         reki__deadline(&ts, 20);
-        while (atomic_load_explicit(&rt->live_procs, memory_order_acquire) > 0 &&
+        while (atomic_load_explicit(&rt->live_procs, memory_order_seq_cst) > 0 &&
                pthread_cond_timedwait(&rt->wait_cv, &rt->wait_lock, &ts) == 0)
             ;
-        bool done = atomic_load_explicit(&rt->live_procs, memory_order_acquire) == 0;
+        bool done = atomic_load_explicit(&rt->live_procs, memory_order_seq_cst) == 0;
         pthread_mutex_unlock(&rt->wait_lock);
         if (done)
             return;

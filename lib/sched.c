@@ -144,11 +144,13 @@ void reki__sched_stop(reki_rt_t *rt)
     atomic_store_explicit(&rt->stop, 1, memory_order_seq_cst);
     atomic_fetch_add_explicit(&rt->ec_seq, 1, memory_order_seq_cst);
     reki__futex_wake(&rt->ec_seq, (int)rt->nworkers);
-    for (unsigned i = 0; i < rt->nworkers; i++) {
+    /* Join all before destroying any dequeue lock: a worker still running
+     * may be stealing from another's queue. */
+    for (unsigned i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started)
             pthread_join(rt->workers[i].tid, NULL);
+    for (unsigned i = 0; i < rt->nworkers; i++)
         pthread_mutex_destroy(&rt->workers[i].dq_lock);
-    }
     reki__free(rt->workers);
     rt->workers = NULL;
 }

@@ -12,7 +12,7 @@
 #include "internal.h"
 
 #ifdef REKI_TSAN
-_Atomic int reki__fence_word;
+_Thread_local _Atomic int reki__fence_word;
 #endif
 
 void reki__spin_lock(reki__spin_t *l)

@@ -28,6 +28,7 @@ struct hp_cache {
 
 struct tls {
     char token;
+    reki_pid_t current; /* actor whose callback this thread runs, or 0 */
     unsigned rr;
     struct reki__worker *worker;
     struct hp_cache *hp;
@@ -53,6 +54,18 @@ struct reki__worker *reki__tls_worker(void)
 void reki__tls_set_worker(struct reki__worker *w)
 {
     tls.worker = w;
+}
+
+reki_pid_t reki__tls_set_current(reki_pid_t pid)
+{
+    reki_pid_t prev = tls.current;
+    tls.current = pid;
+    return prev;
+}
+
+reki_pid_t reki__tls_current(void)
+{
+    return tls.current;
 }
 
 unsigned reki__tls_next_rr(void)

@@ -131,8 +131,10 @@ typedef struct reki_behavior {
     /* Optional.  Called exactly once after the actor has exited, after every
      * queued message has gone to drop and before its monitors fire. */
     void (*terminate)(void *state, int reason);
-    /* Optional.  Each message sent successfully but never handled.  May run on
-     * any thread, after terminate; must not call reki_rt_free. */
+    /* Optional.  Each message sent successfully but never handled: the ones
+     * queued at the exit go to drop before terminate, on the actor's thread; a
+     * send that raced with the exit may reach drop later, on another thread
+     * (liburcu's call_rcu thread).  Must not block long or call reki_rt_free. */
     void (*drop)(void *msg);
 } reki_behavior_t;
 
@@ -233,6 +235,10 @@ REKI_API int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg));
 REKI_API int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms);
 
 /*
+ * If the inbox's pid is killed (reki_kill, reki_stop, reki_rt_free) the
+ * messages accepted before still arrive; after them reki_inbox_recv waits out
+ * its timeout, since nothing new can come.
+ *
  * reki_inbox_free: the pid dies (sends fail from now on), unreceived messages
  * go to the drop function (if any; otherwise they are discarded and remain the
  * caller's memory), monitors fire, and the inbox is freed.  NULL is a no-op.
@@ -291,12 +297,18 @@ REKI_API int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen,
  *   another caller's start, or for the previous actor of the key to finish
  *   terminating (the other start goes on); REKI_EDEADLK: called from inside a
  *   start function for the key that start is starting; REKI_EDEAD: start
- *   returned a pid that was not alive; start's own negative code (shared with
+ *   returned a pid that was not alive (an actor that has exited but is still
+ *   terminating is not alive, and its terminate may overlap the next start);
+ *   start's own negative code (shared with
  *   the callers that waited on it); REKI_ENOMEM; REKI_ESHUTDOWN;
  *   REKI_EINVAL (reg, key, start or out NULL, bad keylen, timeout_ms < -1).
  * Thread-safety: MT-safe.  On a live key it is as cheap as reki_lookup (no
  *   lock, no read-modify-write).  start runs on the calling thread with no
- *   lock held; other keys are never delayed by it.
+ *   lock held; other keys are never delayed by it.  From a light actor's
+ *   callback, a wait for another actor's start or exit may need a worker
+ *   thread: if every worker could be waiting that way at once, pass a timeout
+ *   or spawn the caller with REKI_SPAWN_DEDICATED.  An actor calling it for
+ *   its own key while that key's actor (itself) is exiting gets REKI_EDEADLK.
  * Ordering: the start that produced the returned pid happens-before return.
  *   A new actor is started for a key only after the previous actor's terminate
  *   has returned.
