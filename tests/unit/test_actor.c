@@ -185,11 +185,13 @@ Test(actor, terminate_at_rt_free_is_shutdown)
     cr_assert_eq(t_ldl(&p.down_reasons[REKI_EXIT_SHUTDOWN]), 10);
 }
 
-/* init queues: INCR, STOP, then n more; the actor handles two and the
- * n others are dropped once each, before its monitors fire. */
+/* init queues: GATE, INCR, STOP, then n more; the actor handles three and
+ * the n others are dropped once each, before its monitors fire.  The gate
+ * holds the actor until the test has set its monitor. */
 struct behind_stop {
     struct counter_args a;
     int n;
+    atomic_int gate;
 };
 
 static int behind_stop_init(reki_pid_t self, void *arg, void **state)
@@ -198,7 +200,8 @@ static int behind_stop_init(reki_pid_t self, void *arg, void **state)
     int rc = t_counter.init(self, &b->a, state);
     if (rc != 0)
         return rc;
-    int bad = t_send(b->a.rt, self, T_INCR, 1) != REKI_OK;
+    int bad = t_send_gate(b->a.rt, self, &b->gate) != REKI_OK;
+    bad |= t_send(b->a.rt, self, T_INCR, 1) != REKI_OK;
     bad |= t_send(b->a.rt, self, T_STOP, 0) != REKI_OK;
     for (int i = 0; i < b->n; i++)
         bad |= t_send(b->a.rt, self, T_INCR, 1) != REKI_OK;
@@ -218,10 +221,12 @@ Test(actor, messages_queued_behind_a_stop_are_dropped_once)
 {
     reki_behavior_t b = t_counter;
     b.init = behind_stop_init;
-    struct behind_stop bs = {.a = {.rt = rt, .probe = &p}, .n = 1000};
+    static struct behind_stop bs = {.n = 1000};
+    bs.a = (struct counter_args){.rt = rt, .probe = &p};
     reki_pid_t pid;
     cr_assert_eq(reki_spawn(rt, &b, &bs, NULL, &pid), REKI_OK);
     cr_assert_eq(reki_monitor(rt, pid, down_counting_drops, &p), REKI_OK);
+    atomic_store(&bs.gate, 1);
     bool ok;
     T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
     cr_assert(ok);
@@ -229,7 +234,7 @@ Test(actor, messages_queued_behind_a_stop_are_dropped_once)
     reki_rt_free(rt);
     rt = NULL;
     cr_assert_eq(t_ldl(&p.violations), 0);
-    cr_assert_eq(t_ldl(&p.handled), 2);
+    cr_assert_eq(t_ldl(&p.handled), 3);
     cr_assert_eq(t_ldl(&p.dropped), bs.n);
     cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_NORMAL]), 1);
 }

@@ -116,6 +116,8 @@ Test(contention, sixteen_threads_sixty_four_keys_one_start_each)
         cr_assert_eq(w[i].errors, 0);
     cr_assert_eq(t_ldl(&p.violations), 0);
     cr_assert_eq(reki_count(reg), KEYS);
+    reki_registry_free(reg); /* its actors point into keys */
+    reg = NULL;
     free(keys);
 }
 

@@ -58,7 +58,7 @@ static void end_actor(const char *key, reki_pid_t pid, int how)
  * terminate; a successor whose init ran before that would find it taken. */
 Test(guarantee, g1_successor_starts_only_after_terminate_returned)
 {
-    atomic_int exclusive = 0;
+    static atomic_int exclusive; /* the last actor terminates in teardown */
     s.actor.exclusive = &exclusive;
     s.actor.terminate_sleep_ms = 5;
     enum { CALLERS = 4 };

@@ -87,7 +87,7 @@ Test(registry, the_key_is_copied)
 
 Test(registry, stop_takes_effect_before_it_returns)
 {
-    atomic_int terminated = 0;
+    static atomic_int terminated; /* the second actor terminates in teardown */
     s.actor.terminated = &terminated;
     reki_pid_t pid, got;
     cr_assert_eq(los("k", 1, &pid), REKI_STARTED);
