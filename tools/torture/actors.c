@@ -32,6 +32,14 @@ struct actor {
     uint64_t *last_seq;
 };
 
+/* The actor whose handle this thread is running, if any. */
+static _Thread_local struct actor *handling;
+
+bool t_in_own_handle(struct world *w, int key)
+{
+    return handling != NULL && handling->w == w && handling->key == key;
+}
+
 /* -------------------------------------------------------------- messages -- */
 
 struct msg *msg_new(struct world *w, enum msg_kind kind, unsigned sender, uint64_t seq, int key,
@@ -324,7 +332,9 @@ static reki_next_t handle_any(void *state, void *msg, reki_pid_t self)
         return REKI_CONTINUE;
     }
     check_msg_for(a, m);
+    handling = a;
     reki_next_t next = act(a, m);
+    handling = NULL;
     atomic_store_explicit(&a->in_handle, 0, memory_order_release);
     /* Counted last, so that "all accepted messages consumed" also means no
      * handle is still acting on one. */

@@ -10,7 +10,8 @@
  *  - a caller whose start did not run gets a pid that was not stale when it
  *    began, a shared error (guarantee 2), or REKI_ETIMEDOUT only if it gave
  *    a timeout;
- *  - re-entry for its own key gets REKI_EDEADLK (guarantee 6).
+ *  - re-entry for its own key gets REKI_EDEADLK (guarantee 6), and so does
+ *    an actor calling it for its own key from its handle while it exits.
  */
 #include "torture.h"
 
@@ -91,9 +92,13 @@ static int run_mode(struct start_ctx *c, const void *key, size_t keylen, reki_pi
     }
 }
 
+/* Start functions running on this thread (nested ones count too). */
+static _Thread_local int starts_here;
+
 int start_fn(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     struct start_ctx *c = arg;
+    starts_here++;
     struct world *w = c->w;
     c->ran = true;
     if (rt != w->rt)
@@ -119,6 +124,7 @@ int start_fn(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_
     c->rc = rc;
     c->pid = rc >= 0 ? *out : 0;
     atomic_fetch_sub(&ks->starting, 1);
+    starts_here--;
     return rc;
 }
 
@@ -161,6 +167,14 @@ static void check_waited(const struct start_ctx *c, int rc, reki_pid_t pid, int 
     case T_EFAIL:
     case T_EINIT:
     case REKI_EDEAD: break; /* the outcome of another caller's start, shared */
+    case REKI_EDEADLK:
+        /* An actor restarting its own key while it exits: waiting would
+         * hang, since its terminate runs only after this handle returns. */
+        if (t_in_own_handle(c->w, c->key))
+            break;
+        violation("lookup_or_start of key %d returned EDEADLK on a thread running %d start(s)",
+                  c->key, starts_here);
+        break;
     default: violation("lookup_or_start of key %d returned %d (%s)", c->key, rc, reki_strerror(rc));
     }
 }

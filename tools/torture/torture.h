@@ -170,6 +170,9 @@ struct spawn_arg {
     bool self_send; /* init sends a message to itself */
 };
 
+/* Whether this thread runs the handle of the actor started for `key` of w. */
+bool t_in_own_handle(struct world *w, int key);
+
 int spawn_counted(struct world *w, int key, bool dedicated, bool self_send, reki_pid_t *out);
 int spawn_loose(struct world *w, bool dedicated, reki_pid_t *out);
 
