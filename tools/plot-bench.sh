@@ -28,6 +28,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 
 # Names in order of first appearance, so panels follow the run's order and an
 # implementation keeps one colour in every panel.
+# shellcheck disable=SC2016 # $x is jq's variable, not the shell's
 first_seen='reduce .[] as $x ([]; if any(.[]; . == $x) then . else . + [$x] end) | .[]'
 jq -r "[.[].bench] | $first_seen" "$json" >"$tmp/benches"
 jq -r "[.[].implementation] | $first_seen" "$json" >"$tmp/impls"
