@@ -2,7 +2,7 @@
 # The full measurement behind BENCHMARKS.md's results, in one command: every
 # workload of reki-bench at 1, 2, 4 and 8 threads, reki-bench-spawn with
 # 1,000,000 actors, instruction counts under callgrind, and the plots.  Run it
-# on a quiet machine (it takes about 15 minutes on 2 cores and uses both):
+# on a quiet machine (it takes about 20 minutes on 2 cores and uses both):
 # it records the load average before and after, so a disturbed run shows.
 #
 # usage: tools/bench-all.sh [-b BUILD_DIR] [-o OUT_DIR] [-s SECONDS]
