@@ -182,8 +182,9 @@ static void run_batch(struct reki__proc *p)
     /* Still SCHEDULED: requeue for fairness.  The release store is for the
      * next worker's acquire in reki__proc_run: our handle calls happen-before
      * its own (the run queue's exchange is invisible to TSan). */
+    reki_rt_t *rt = p->rt; /* read before the release: p is the next worker's after it */
     atomic_store_explicit(&p->sched, REKI__SCHEDULED, memory_order_release);
-    reki__sched_push(p->rt, p);
+    reki__sched_push(rt, p);
 }
 
 /* ------------------------------------------------------------- public -- */
