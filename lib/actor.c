@@ -52,13 +52,17 @@ bool reki__proc_exit(struct reki__proc *p, int reason)
         reki__spin_unlock(&p->lock);
         return false;
     }
-    /* The pid dies first: whoever sees `reason` set (it is read without the
-     * lock) must also see the pid dead.  seq_cst: the reason store is half of
-     * the Dekker pair with the worker's "IDLE; fence; check reason". */
+    /* Order matters.  Registry entries leave the pid first (marked hooks:
+     * LIVE -> EXITING), so an entry word that holds a pid names a live actor
+     * and lookups need not check the slot.  Then the pid dies.  Then `reason`
+     * (read without the lock): whoever sees it set also sees the pid dead.
+     * seq_cst: the reason store is half of the Dekker pair with the worker's
+     * "IDLE; fence; check reason". */
+    reki__proc_run_marked(p);
+    REKI__YIELD();
     reki__pid_kill(&p->rt->pids, p->pid);
     REKI__YIELD();
     atomic_store_explicit(&p->reason, reason, memory_order_seq_cst);
-    reki__proc_run_marked(p);
     reki__spin_unlock(&p->lock);
     return true;
 }

@@ -45,7 +45,7 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
         return NULL;
     memset(e, 0, sizeof(*e));
     memcpy(e->key, key, keylen);
-    e->keylen = keylen;
+    e->keylen = (uint32_t)keylen;
     e->hash = h;
     e->reg = reg;
     e->rt = reg->rt;

@@ -2,12 +2,13 @@
  * The registry's read side and lifecycle: reki_lookup, reki_stop,
  * reki_count, reki_foreach, reki_registry_new/free.
  *
- * reki_lookup linearizes at its acquire load of the pid slot: it returns a
- * pid only if, at that instant, the entry named it and the pid was alive.
- * Since the exit transition is the store that kills the slot, a lookup that
- * begins after an actor's exit can never return that actor's pid.  The read
- * path is: hash, one ck_ht probe, one load of the entry word, one load of the
- * pid slot, inside an urcu-bp read-side section (thread-local counter only).
+ * reki_lookup linearizes at its acquire load of the entry word: it returns a
+ * pid only if, at that instant, the entry named it, which means the actor was
+ * alive, since the exit transition moves every entry naming the pid to
+ * EXITING before it kills the pid slot.  A lookup that begins after an
+ * actor's exit therefore never returns that actor's pid.  The read path is:
+ * hash, one ck_ht probe, one load of the entry word (on the key's cache
+ * line), inside an urcu-bp read-side section (thread-local counter only).
  */
 #include <string.h>
 
@@ -149,9 +150,11 @@ int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen, reki_pid_t
     reki__rcu_read_lock();
     struct reki__entry *e = reki__table_get(reg, h, key, keylen);
     if (e) {
-        /* acquire: pairs with link_publish's release. */
+        /* acquire: pairs with link_publish's release.  A pid here was alive
+         * at this load (the exit transition clears the word before it kills
+         * the pid slot): the load is the linearization point. */
         uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-        if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w)) {
+        if (reki__word_is_pid(w)) {
             *out = w;
             rc = REKI_OK;
         }

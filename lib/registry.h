@@ -21,20 +21,24 @@
 #define REKI__E_EXITING UINT64_C(2)
 #define REKI__E_DEAD UINT64_C(3)
 
+/* Cold fields first, so that the word a lookup reads shares a cache line
+ * with the key bytes ck_ht has just compared. */
 struct reki__entry {
-    _Atomic uint64_t word;     /* a state above, or the live pid (>= REKI__PID_MIN) */
+    struct rcu_head rcu;
+    ck_hp_hazard_t hazard;
+    struct reki__hook link;    /* on the actor's exit hooks while LIVE */
+    reki_registry_t *reg;
+    reki_rt_t *rt;
+    const void *owner;         /* thread token of the starter, while STARTING */
+    reki_pid_t linked;         /* the pid once linked (stays after EXITING) */
+    ck_ht_hash_t hash;
     _Atomic uint32_t seq;      /* futex: bumped after every change of word */
     _Atomic uint32_t waiters;  /* callers blocked on seq (skip the wake syscall) */
     _Atomic int outcome;       /* why it went DEAD: a start's error, or 0 */
-    const void *owner;         /* thread token of the starter, while STARTING */
-    reki_pid_t linked;         /* the pid once linked (stays after EXITING) */
-    reki_registry_t *reg;
-    reki_rt_t *rt;
-    struct reki__hook link;    /* on the actor's exit hooks while LIVE */
-    ck_ht_hash_t hash;
-    struct rcu_head rcu;
-    ck_hp_hazard_t hazard;
-    size_t keylen;
+    uint32_t keylen;
+    /* A state above, or the pid of a live actor: the exit transition moves it
+     * to EXITING before the pid slot dies, so a pid read here was alive. */
+    _Atomic uint64_t word;
     unsigned char key[];
 };
 
