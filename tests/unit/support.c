@@ -195,6 +195,18 @@ static void counter_seq(struct counter *c, long value)
         c->next_seq[sender] = seq + 1;
 }
 
+/* Calls reki_lookup_or_start on the actor's own key from inside one of its
+ * callbacks; bounded, so that a library that waits fails with ETIMEDOUT. */
+static void counter_reenter(struct counter *c)
+{
+    struct start_ctx s;
+    start_ctx_init(&s, c->a.rt, c->a.probe);
+    reki_pid_t pid;
+    int rc = reki_lookup_or_start(c->a.reenter_reg, c->a.reenter_key, strlen(c->a.reenter_key),
+                                  t_start, &s, t_wait_ms(), &pid);
+    atomic_store(c->a.reenter_rc, rc);
+}
+
 static reki_next_t counter_handle(void *state, void *msg, reki_pid_t self)
 {
     struct counter *c = state;
@@ -216,6 +228,11 @@ static reki_next_t counter_handle(void *state, void *msg, reki_pid_t self)
             atomic_fetch_add(&c->a.probe->violations, 1);
         break;
     case T_SEQ: counter_seq(c, m->value); break;
+    case T_KILL_REENTER:
+        if (reki_kill(c->a.rt, self) != REKI_OK)
+            atomic_fetch_add(&c->a.probe->violations, 1);
+        counter_reenter(c);
+        break;
     default: atomic_fetch_add(&c->a.probe->violations, 1); break;
     }
     free(m);
@@ -228,6 +245,10 @@ static void counter_terminate(void *state, int reason)
     struct probe *p = c->a.probe;
     if (c->a.terminate_sleep_ms > 0)
         t_sleep_ms(c->a.terminate_sleep_ms);
+    if (c->a.terminate_gate != NULL && !t_wait_flag(c->a.terminate_gate))
+        atomic_fetch_add(&p->violations, 1);
+    if (c->a.reenter_in_terminate)
+        counter_reenter(c);
     if (c->a.exclusive != NULL) {
         int expect = 1;
         if (!atomic_compare_exchange_strong(c->a.exclusive, &expect, 0))

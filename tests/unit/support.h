@@ -79,6 +79,8 @@ enum tmsg_kind {
     T_ODD,        /* handle returns 7, which must count as a crash */
     T_KILL_SELF,  /* reki_kill on self from inside handle */
     T_GATE,       /* spin until *msg->gate != 0 (dedicated actors only) */
+    T_KILL_REENTER, /* reki_kill on self, then reki_lookup_or_start of the
+                       actor's reenter_key; the result goes to *reenter_rc */
     T_SEQ         /* per-sender order check: value = sender << 32 | seq */
 };
 
@@ -109,6 +111,14 @@ struct counter_args {
     atomic_int *exclusive;  /* init claims it 0->1, terminate releases it */
     int terminate_sleep_ms; /* widens the terminate window of guarantee 1 */
     atomic_int *terminated; /* set to 1 at the very end of terminate */
+    atomic_int *terminate_gate; /* terminate waits until *terminate_gate != 0 */
+    /* Re-entry: reki_lookup_or_start(reenter_reg, reenter_key) (the actor's
+     * own key) from inside the actor, result in *reenter_rc: from terminate
+     * when reenter_in_terminate, from handle on T_KILL_REENTER. */
+    reki_registry_t *reenter_reg;
+    const char *reenter_key;
+    atomic_int *reenter_rc;
+    bool reenter_in_terminate;
     long seq_senders;       /* T_SEQ: number of senders checked (<= 64) */
 };
 

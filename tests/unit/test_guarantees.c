@@ -636,3 +636,68 @@ Test(guarantee, g8_hits_complete_while_other_threads_stall)
         cr_assert_eq(h[i].bad, 0, "hitter %d: %ld wrong answers", i, h[i].bad);
     cr_assert_eq(pending.rc, REKI_STARTED);
 }
+
+/* ------------------------- 1 and 6 around an actor that is terminating -- */
+
+/* While the key's previous actor is still in terminate, callers wait for
+ * it (bounded by their timeout), then start anew. */
+Test(guarantee, g1_callers_wait_for_a_slow_terminate_then_start)
+{
+    static atomic_int gate, exclusive;
+    s.actor.terminate_gate = &gate;
+    s.actor.exclusive = &exclusive;
+    reki_pid_t old, got = 0x55;
+    cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, -1, &old), REKI_STARTED);
+    cr_assert_eq(reki_stop(reg, "slowterm", 8), REKI_OK);
+    cr_assert_eq(reki_lookup(reg, "slowterm", 8, &got), REKI_ENOTFOUND);
+    cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, 0, &got), REKI_ETIMEDOUT);
+    cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, 30, &got),
+                 REKI_ETIMEDOUT);
+    cr_assert_eq(got, 0x55);
+    cr_assert_eq(reki_count(reg), 0);
+    struct los_call c = call_on("slowterm", &s, -1);
+    t_los_spawn(&c);
+    cr_assert(t_wait_flag(&c.calling));
+    t_sleep_ms(t_settle_ms());
+    bool waited = atomic_load(&c.done) == 0;
+    long starts_meanwhile = t_ldl(&s.starts);
+    atomic_store(&gate, 1);
+    t_los_join(&c);
+    cr_assert(waited, "a start went ahead while the previous actor was in terminate");
+    cr_assert_eq(starts_meanwhile, 1);
+    cr_assert_eq(c.rc, REKI_STARTED);
+    cr_assert_neq(c.pid, old);
+    cr_assert_eq(t_ldl(&p.violations), 0);
+}
+
+/* An actor restarting its own key while it is itself exiting would wait
+ * for its own terminate: REKI_EDEADLK, from terminate and from handle. */
+Test(guarantee, g6_an_exiting_actor_restarting_its_own_key_is_edeadlk)
+{
+    static atomic_int rc_terminate = 1, rc_handle = 1;
+    s.actor.reenter_reg = reg;
+    s.actor.reenter_key = "self";
+    s.actor.reenter_rc = &rc_terminate;
+    s.actor.reenter_in_terminate = true;
+    reki_pid_t pid;
+    cr_assert_eq(reki_lookup_or_start(reg, "self", 4, t_start, &s, -1, &pid), REKI_STARTED);
+    cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_OK);
+    cr_assert_eq(t_send(rt, pid, T_STOP, 0), REKI_OK);
+    bool ok;
+    T_WAIT_UNTIL(ok, t_ldl(&p.downs) == 1);
+    cr_assert(ok);
+    cr_assert_eq(atomic_load(&rc_terminate), REKI_EDEADLK, "from terminate: %d",
+                 atomic_load(&rc_terminate));
+
+    s.actor.reenter_in_terminate = false;
+    s.actor.reenter_rc = &rc_handle;
+    cr_assert_eq(reki_lookup_or_start(reg, "self", 4, t_start, &s, -1, &pid), REKI_STARTED);
+    cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_OK);
+    cr_assert_eq(t_send(rt, pid, T_KILL_REENTER, 0), REKI_OK);
+    T_WAIT_UNTIL(ok, t_ldl(&p.downs) == 2);
+    cr_assert(ok);
+    cr_assert_eq(atomic_load(&rc_handle), REKI_EDEADLK, "from handle after killing itself: %d",
+                 atomic_load(&rc_handle));
+    /* The key works again from outside. */
+    cr_assert_eq(reki_lookup_or_start(reg, "self", 4, t_start, &s, -1, &pid), REKI_STARTED);
+}

@@ -227,3 +227,32 @@ Test(inbox, pids_of_two_inboxes_differ_and_receive_separately)
     reki_inbox_free(a);
     reki_inbox_free(b);
 }
+
+/* An inbox's pid can be killed like an actor's: sends fail from then on,
+ * but what was accepted before still arrives. */
+Test(inbox, killing_an_inbox_pid_keeps_accepted_messages)
+{
+    reki_inbox_t *in;
+    cr_assert_eq(reki_inbox_new(rt, &in), REKI_OK);
+    reki_pid_t pid = reki_inbox_pid(in);
+    cr_assert_eq(reki_monitor(rt, pid, t_down, &p), REKI_OK);
+    static int vals[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(reki_send(rt, pid, &vals[i]), REKI_OK);
+    cr_assert_eq(reki_kill(rt, pid), REKI_OK);
+    cr_assert(!reki_alive(rt, pid));
+    int late;
+    cr_assert_eq(reki_send(rt, pid, &late), REKI_EDEAD);
+    cr_assert_eq(reki_kill(rt, pid), REKI_EDEAD);
+    for (int i = 0; i < 3; i++) {
+        void *got = NULL;
+        cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_OK);
+        cr_assert_eq(got, &vals[i]);
+    }
+    void *got;
+    cr_assert_eq(reki_inbox_recv(in, &got, 20), REKI_ETIMEDOUT);
+    reki_inbox_free(in);
+    reki_rt_free(rt);
+    rt = NULL;
+    cr_assert_eq(t_ldl(&p.downs), 1, "the inbox's monitor fired %ld times", t_ldl(&p.downs));
+}
