@@ -14,8 +14,9 @@
  *
  * The model: each key of a small universe is absent, live (registered pid),
  * dying (a stop or crash message is on its way, so the pid may or may not
- * still be registered) or exiting (killed or stopped: lookups miss it, but
- * a start waits for its terminate, so a short timeout may run out).  Exits observed by terminate are recorded; no call
+ * still be registered) or exiting (killed, stopped or terminated: lookups
+ * miss it, but a start waits until the key is free, so a short timeout may
+ * run out).  Exits observed by terminate are recorded; no call
  * may return or accept a pid whose terminate ran before the call began.
  */
 #include <pthread.h>
@@ -95,14 +96,29 @@ struct model {
     bool rt_churned;
 };
 
-static bool was_exited(reki_pid_t pid)
+/* Exits recorded so far: a call that begins now must not return any of
+ * them (exits recorded while it runs may be of pids it legitimately saw). */
+static size_t exits_now(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = nexited;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+static bool exited_before(reki_pid_t pid, size_t n)
 {
     pthread_mutex_lock(&mu);
     bool found = false;
-    for (size_t i = 0; i < nexited && !found; i++)
+    for (size_t i = 0; i < n && i < nexited && !found; i++)
         found = exited[i] == pid;
     pthread_mutex_unlock(&mu);
     return found;
+}
+
+static bool was_exited(reki_pid_t pid)
+{
+    return exited_before(pid, SIZE_MAX);
 }
 
 static void note_exited(reki_pid_t pid)
@@ -307,14 +323,14 @@ static reki_pid_t pick_pid(struct model *m, struct in *in)
 /* ---------------------------------------------------------- the calls -- */
 
 static void check_key_result(struct model *m, const struct key *k, int rc, reki_pid_t pid,
-                             const char *what)
+                             size_t exits, const char *what)
 {
     if (!k->valid) {
         CHECK(rc == REKI_EINVAL, "%s with a bad key returned %d", what, rc);
         return;
     }
     if (rc == REKI_OK)
-        CHECK(!was_exited(pid), "%s returned a pid whose terminate had run", what);
+        CHECK(!exited_before(pid, exits), "%s returned a pid whose terminate had run", what);
     if (k->idx < 0) {
         CHECK(rc == REKI_ENOTFOUND, "%s of a key never used returned %d", what, rc);
         return;
@@ -339,15 +355,17 @@ static void do_lookup(struct model *m, struct in *in)
     struct key k = pick_key(in);
     reki_pid_t pid = 0;
     bool null_out = u8(in) == 0xff;
+    size_t exits = exits_now();
     int rc = reki_lookup(m->reg, k.p, k.len, null_out ? NULL : &pid);
     if (null_out) {
         CHECK(rc == REKI_EINVAL, "lookup with out NULL returned %d", rc);
         return;
     }
-    check_key_result(m, &k, rc, pid, "reki_lookup");
+    check_key_result(m, &k, rc, pid, exits, "reki_lookup");
 }
 
-static void los_result(struct model *m, const struct key *k, struct sctx *s, int rc, reki_pid_t pid)
+static void los_result(struct model *m, const struct key *k, struct sctx *s, int rc, reki_pid_t pid,
+                       size_t exits)
 {
     int i = k->idx;
     if (s->ran) {
@@ -374,10 +392,10 @@ static void los_result(struct model *m, const struct key *k, struct sctx *s, int
     if (rc == REKI_OK) {
         CHECK(i >= 0 && (m->st[i] == K_LIVE || m->st[i] == K_DYING) && pid == m->pid[i],
               "lookup_or_start returned a pid that is not the key's");
-        CHECK(!was_exited(pid), "lookup_or_start returned a pid whose terminate had run");
+        CHECK(!exited_before(pid, exits), "lookup_or_start returned a pid whose terminate had run");
     } else {
         CHECK(i >= 0 && (m->st[i] == K_DYING || m->st[i] == K_EXITING),
-              "lookup_or_start timed out on a key not exiting");
+              "lookup_or_start timed out on a key not exiting (state %d)", i >= 0 ? m->st[i] : -1);
     }
 }
 
@@ -389,6 +407,7 @@ static void do_los(struct model *m, struct in *in)
     int timeout = pick_timeout(in);
     bool null_start = (b >> 4) == 0xf, null_out = (b >> 4) == 0xe;
     reki_pid_t pid = 0;
+    size_t exits = exits_now();
     int rc = reki_lookup_or_start(m->reg, k.p, k.len, null_start ? NULL : start_fn, &s, timeout,
                                   null_out ? NULL : &pid);
     if (!k.valid || null_start || null_out || timeout < -1) {
@@ -404,7 +423,7 @@ static void do_los(struct model *m, struct in *in)
         }
         return;
     }
-    los_result(m, &k, &s, rc, pid);
+    los_result(m, &k, &s, rc, pid, exits);
 }
 
 static void do_stop(struct model *m, struct in *in)
@@ -540,6 +559,7 @@ static void do_spawn(struct model *m, struct in *in)
 struct walk {
     struct model *m;
     unsigned seen, stop_after;
+    size_t exits;
 };
 
 static int walk_fn(const void *key, size_t keylen, reki_pid_t pid, void *arg)
@@ -548,7 +568,7 @@ static int walk_fn(const void *key, size_t keylen, reki_pid_t pid, void *arg)
     int i = universe_index(key, keylen);
     CHECK(i >= 0 && (w->m->st[i] == K_LIVE || w->m->st[i] == K_DYING) && w->m->pid[i] == pid,
           "foreach visited an entry the model does not have");
-    CHECK(!was_exited(pid), "foreach visited a pid whose terminate had run");
+    CHECK(!exited_before(pid, w->exits), "foreach visited a pid whose terminate had run");
     return ++w->seen == w->stop_after ? 9 : 0;
 }
 
@@ -563,7 +583,7 @@ static void do_count_foreach(struct model *m, struct in *in)
     CHECK(c >= live && c <= live + dying, "count %zu, model %zu live %zu dying", c, live, dying);
     CHECK(reki_count(NULL) == 0, "count(NULL) not 0");
     uint8_t b = u8(in);
-    struct walk w = {m, 0, b % 4};
+    struct walk w = {m, 0, b % 4, exits_now()};
     int rc = reki_foreach(m->reg, b == 0xff ? NULL : walk_fn, &w);
     if (b == 0xff) {
         CHECK(rc == REKI_EINVAL, "foreach with fn NULL returned %d", rc);
@@ -675,7 +695,7 @@ static void do_misc(struct model *m, struct in *in)
     CHECK(reki_rt_new(NULL, NULL) == REKI_EINVAL, "rt_new out NULL");
 }
 
-/* Wait (bounded) until every dying key has exited; then the model is exact. */
+/* Wait (bounded) until every dying or exiting key's actor has terminated. */
 static void settle(struct model *m)
 {
     for (int i = 0; i < NKEYS; i++) {
@@ -686,7 +706,9 @@ static void settle(struct model *m)
             nanosleep(&ts, NULL);
         }
         CHECK(was_exited(m->pid[i]), "an actor sent a stop message never terminated");
-        m->st[i] = K_ABSENT;
+        /* Its terminate ran, but the key frees only after it returned: a
+         * start may still wait a little. */
+        m->st[i] = K_EXITING;
     }
 }
 
