@@ -3,7 +3,8 @@
 #   1. reki-torture under ThreadSanitizer;
 #   2. reki-torture under AddressSanitizer+UBSan with REKI_DEBUG_YIELD=ON;
 #   3. the Criterion unit tests under valgrind memcheck (scaled down);
-#   4. the fault-injection tests (REKI_FAULT_INJECTION=ON, ASan);
+#   4. the fault-injection tests and the torture tool with allocations
+#      failing (REKI_FAULT_INJECTION=ON, ASan);
 #   5. the libFuzzer target: the seed corpus, then ~60 s of fuzzing.
 # Every step runs even if an earlier one failed; exits non-zero if any did.
 # Installs nothing (tools/install-deps.sh does); needs gcc, clang-14,
@@ -151,7 +152,7 @@ step_fault() {
     for f in "$root"/tests/fault/test_*.c; do
         targets+=("$(basename "$f" .c)")
     done
-    build "$dir" "${targets[@]}" -- "${common[@]}" -DREKI_BUILD_TOOLS=OFF \
+    build "$dir" "${targets[@]}" reki-torture -- "${common[@]}" \
         -DREKI_FAULT_INJECTION=ON -DREKI_SANITIZE=address || return 1
     ASAN_OPTIONS="detect_leaks=1" \
         run ctest --test-dir "$dir" -L fault --output-on-failure --no-tests=error --timeout 900

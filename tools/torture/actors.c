@@ -140,7 +140,8 @@ static void self_send(struct world *w, reki_pid_t self, int key)
     struct msg *m = msg_new(w, M_PLAIN, T_ANON_SENDER, 0, key, self, 0);
     int rc = msg_send(w, self, m);
     if (rc != REKI_OK) {
-        violation("send to itself from init returned %d (%s)", rc, reki_strerror(rc));
+        if (!t_oom(rc))
+            violation("send to itself from init returned %d (%s)", rc, reki_strerror(rc));
         msg_refused(m);
     }
 }
@@ -256,7 +257,7 @@ static void handle_forward(struct actor *a, const struct msg *m)
     struct msg *f = msg_new(w, M_PLAIN, T_ANON_SENDER, 0, k, pid, 0);
     int rc = msg_send(w, pid, f);
     if (rc != REKI_OK) {
-        if (rc != REKI_EDEAD)
+        if (rc != REKI_EDEAD && !t_oom(rc))
             violation("reki_send from handle returned %d (%s)", rc, reki_strerror(rc));
         msg_refused(f);
     } else if (exited_stamp(w, pid) != 0 && exited_stamp(w, pid) < t0) {

@@ -42,7 +42,7 @@ static void churn_send(struct churn *c, reki_pid_t pid, int key, uint64_t r)
     struct msg *m = msg_new(c->w, churn_kind(c, r), T_ANON_SENDER, 0, key, pid, r >> 8);
     int rc = msg_send(c->w, pid, m);
     if (rc != REKI_OK) {
-        if (rc != REKI_EDEAD)
+        if (rc != REKI_EDEAD && !t_oom(rc))
             violation("churn: reki_send returned %d (%s)", rc, reki_strerror(rc));
         msg_refused(m);
     }
@@ -81,7 +81,8 @@ static void churn_loose(struct churn *c, uint64_t r)
     /* one churn in eight carries a dedicated-thread actor */
     int rc = spawn_loose(c->w, (r & 7) == 0, &pid);
     if (rc != REKI_OK) {
-        violation("churn: reki_spawn returned %d (%s)", rc, reki_strerror(rc));
+        if (!t_oom(rc))
+            violation("churn: reki_spawn returned %d (%s)", rc, reki_strerror(rc));
         return;
     }
     c->loose_pids[(r >> 3) & 3] = pid;
@@ -89,7 +90,7 @@ static void churn_loose(struct churn *c, uint64_t r)
         churn_send(c, pid, -1, r >> (7 + 4 * i));
     if ((r >> 20) & 1) {
         rc = monitor_pid(c->w, pid);
-        if (rc != REKI_OK && rc != REKI_EDEAD)
+        if (rc != REKI_OK && rc != REKI_EDEAD && !t_oom(rc))
             violation("churn: reki_monitor returned %d (%s)", rc, reki_strerror(rc));
     }
 }
@@ -152,7 +153,8 @@ void churn_registry(reki_rt_t *rt, unsigned nthreads, uint64_t seed)
     c.calm = r & 1;
     c.settle = !c.calm;
     if ((c.w = world_new(rt, 4, nthreads, false)) == NULL) {
-        violation("registry churn: could not set up a registry");
+        if (!t_oom_mode)
+            violation("registry churn: could not set up a registry");
         return;
     }
     for (unsigned i = 0, n = 4 + t_bits(r, 1, 5, 16); i < n; i++)
@@ -182,14 +184,16 @@ static void churn_inbox(struct churn *c, uint64_t r)
     reki_inbox_opts_t o = {t_msg_drop};
     int rc = reki_inbox_new_ex(w->rt, &o, &in);
     if (rc != REKI_OK) {
-        violation("churn: reki_inbox_new_ex returned %d (%s)", rc, reki_strerror(rc));
+        if (!t_oom(rc))
+            violation("churn: reki_inbox_new_ex returned %d (%s)", rc, reki_strerror(rc));
         return;
     }
     reki_pid_t pid = reki_inbox_pid(in);
     for (unsigned i = 0; i < (r & 7); i++) {
         struct msg *m = msg_new(w, M_PLAIN, T_ANON_SENDER, 0, -1, pid, 0);
-        if (msg_send(w, pid, m) != REKI_OK) {
-            violation("churn: send to a live inbox refused");
+        if ((rc = msg_send(w, pid, m)) != REKI_OK) {
+            if (!t_oom(rc))
+                violation("churn: send to a live inbox refused");
             msg_refused(m);
         }
     }
@@ -217,11 +221,13 @@ void churn_runtime(unsigned nthreads, uint64_t seed)
     reki_rt_t *rt = NULL;
     int rc = reki_rt_new(&opts, &rt);
     if (rc != REKI_OK) {
-        violation("runtime churn: reki_rt_new returned %d (%s)", rc, reki_strerror(rc));
+        if (!t_oom(rc))
+            violation("runtime churn: reki_rt_new returned %d (%s)", rc, reki_strerror(rc));
         return;
     }
     if ((c.w = world_new(rt, 4, nthreads, false)) == NULL) {
-        violation("runtime churn: could not set up a registry");
+        if (!t_oom_mode)
+            violation("runtime churn: could not set up a registry");
         reki_rt_free(rt);
         return;
     }

@@ -12,12 +12,16 @@
 #include <unistd.h>
 
 #include "torture.h"
+#ifdef REKI_FAULT_INJECTION
+#include "fault.h"
+#endif
 
 struct options {
     unsigned threads, seconds, keys, workers, check_ms, settle_ms, hang_ms;
     unsigned long long ops;
     uint64_t seed;
     bool churn;
+    unsigned fail_allocs; /* 0, or fail about one allocation in this many */
 };
 
 static void usage(FILE *f)
@@ -25,7 +29,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: reki-torture [--threads N] [--seconds S] [--keys K] [--seed X]\n"
             "                    [--ops N] [--workers W] [--check-ms MS] [--settle-ms MS]\n"
-            "                    [--hang-ms MS] [--no-churn] [--verbose]\n"
+            "                    [--hang-ms MS] [--no-churn] [--fail-allocs N] [--verbose]\n"
             "  --threads N    torture threads (default: 2 x online CPUs, at most %d)\n"
             "  --seconds S    run time (default 10); with --ops, whichever ends first\n"
             "  --keys K       size of the key set (default 8, at most 65535)\n"
@@ -35,7 +39,9 @@ static void usage(FILE *f)
             "  --check-ms MS  time between quiescent checks (default 500)\n"
             "  --settle-ms MS how long a quiescent point may take to settle (default 10000)\n"
             "  --hang-ms MS   an operation taking longer is a hang (default 60000)\n"
-            "  --no-churn     do not create and free whole registries and runtimes\n",
+            "  --no-churn     do not create and free whole registries and runtimes\n"
+            "  --fail-allocs N  fail one library allocation in about N, every 2 ms\n"
+            "                 (needs a -DREKI_FAULT_INJECTION=ON build)\n",
             T_MAX_THREADS);
 }
 
@@ -68,19 +74,13 @@ static bool parse_uint(const char *s, unsigned long long max, unsigned long long
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longs[] = {
-        {"threads", required_argument, NULL, 't'},
-        {"seconds", required_argument, NULL, 's'},
-        {"keys", required_argument, NULL, 'k'},
-        {"seed", required_argument, NULL, 'x'},
-        {"ops", required_argument, NULL, 'o'},
-        {"workers", required_argument, NULL, 'w'},
-        {"check-ms", required_argument, NULL, 'c'},
-        {"settle-ms", required_argument, NULL, 'S'},
-        {"hang-ms", required_argument, NULL, 'H'},
-        {"no-churn", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"threads", required_argument, NULL, 't'},  {"seconds", required_argument, NULL, 's'},
+        {"keys", required_argument, NULL, 'k'},     {"seed", required_argument, NULL, 'x'},
+        {"ops", required_argument, NULL, 'o'},      {"workers", required_argument, NULL, 'w'},
+        {"check-ms", required_argument, NULL, 'c'}, {"settle-ms", required_argument, NULL, 'S'},
+        {"hang-ms", required_argument, NULL, 'H'},  {"no-churn", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},        {"fail-allocs", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (struct options){.threads = (unsigned)(cpus > 0 ? 2 * cpus : 4),
@@ -133,6 +133,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->hang_ms = (unsigned)v;
             break;
         case 'n': o->churn = false; break;
+        case 'F':
+            ok = parse_uint(optarg, 1000000, &v) && v > 0;
+            o->fail_allocs = (unsigned)v;
+            break;
         case 'v': t_verbose = 1; break;
         case 'h': usage(stdout); exit(0);
         default: ok = false;
@@ -148,12 +152,32 @@ static int parse_args(int argc, char **argv, struct options *o)
         usage(stderr);
         return -1;
     }
+#ifndef REKI_FAULT_INJECTION
+    if (o->fail_allocs != 0) {
+        fprintf(stderr, "reki-torture: --fail-allocs needs a -DREKI_FAULT_INJECTION=ON build\n");
+        return -1;
+    }
+#endif
     return 0;
 }
 
 /* ------------------------------------------------------------ coordinator -- */
 
 static struct tthread *threads;
+static uint64_t inject_rng;
+
+/* Arm (or disarm) the next allocation failure: one at a time, somewhere in
+ * the next fail_allocs allocations of any thread. */
+static void inject(const struct options *o, bool on)
+{
+#ifdef REKI_FAULT_INJECTION
+    if (o->fail_allocs != 0)
+        reki__fault_alloc_fail_at(on ? 1 + (long)(t_splitmix(&inject_rng) % o->fail_allocs) : 0);
+#else
+    (void)o;
+    (void)on;
+#endif
+}
 
 static void watchdog(const struct options *o)
 {
@@ -205,6 +229,7 @@ static unsigned checks_done;
 static void quiescent_point(struct world *w, const struct options *o)
 {
     pause_all(o);
+    inject(o, false); /* the checks themselves allocate */
     for (unsigned i = 0; i < o->threads; i++)
         inbox_drain(&threads[i]);
     quiescent_check(w, o->settle_ms);
@@ -238,8 +263,10 @@ static void coordinate(struct world *w, const struct options *o)
             next_check = t_now_ms() + o->check_ms;
         }
         watchdog(o);
-        t_sleep_us(5000);
+        inject(o, true);
+        t_sleep_us(2000);
     }
+    inject(o, false);
     atomic_store(&ctl.stop, 1);
     resume_all();
     while (!all_done(o)) {
@@ -357,6 +384,8 @@ int main(int argc, char **argv)
     ctl.nthreads = o.threads;
     ctl.ops_limit = o.ops;
     ctl.churn = o.churn;
+    t_oom_mode = o.fail_allocs != 0;
+    inject_rng = o.seed;
     pthread_t *tids = calloc(o.threads, sizeof(*tids));
     for (unsigned i = 0; i < o.threads; i++) {
         if (tids == NULL || tthread_init(&threads[i], w, i, o.seed) != REKI_OK ||

@@ -146,7 +146,7 @@ static int send_one(struct tthread *t, struct ring_ent e, enum msg_kind kind, ui
                       (unsigned long long)e.pid);
         return rc;
     }
-    if (rc != REKI_EDEAD)
+    if (rc != REKI_EDEAD && !t_oom(rc))
         violation("reki_send to %#llx returned %d (%s)", (unsigned long long)e.pid, rc,
                   reki_strerror(rc));
     msg_refused(m);
@@ -228,7 +228,7 @@ static int op_monitor(struct tthread *t, uint64_t r1)
         if (e.pid == 0 || (stamp != 0 && stamp < t0))
             violation("reki_monitor of pid %#llx returned OK, but it had exited before",
                       (unsigned long long)e.pid);
-    } else if (rc != REKI_EDEAD) {
+    } else if (rc != REKI_EDEAD && !t_oom(rc)) {
         violation("reki_monitor returned %d (%s)", rc, reki_strerror(rc));
     }
     return rc;
@@ -282,7 +282,7 @@ static int op_foreach(struct tthread *t, uint64_t r1)
         abort();
     int rc = reki_foreach(w->reg, fe_fn, &f);
     bool stopped = f.stop_after != 0 && f.visits == f.stop_after;
-    if (rc != (stopped ? 7 : REKI_OK))
+    if (rc != (stopped ? 7 : REKI_OK) && !t_oom(rc))
         violation("reki_foreach returned %d after %u visits (stop asked after %u)", rc, f.visits,
                   f.stop_after);
     if (f.visits > w->nkeys)
@@ -305,7 +305,8 @@ static int op_spawn(struct tthread *t, uint64_t r1, uint64_t r2)
     bool dedicated = t_bits(r1, 32, 5, 32) == 0;
     int rc = spawn_loose(t->w, dedicated, &pid);
     if (rc != REKI_OK) {
-        violation("reki_spawn returned %d (%s)", rc, reki_strerror(rc));
+        if (!t_oom(rc))
+            violation("reki_spawn returned %d (%s)", rc, reki_strerror(rc));
         return rc;
     }
     ring_put(t, pid, -1);

@@ -216,6 +216,13 @@ int checked_los(struct world *w, int key, enum start_mode mode, bool dedicated, 
 /* ------------------------------------------------------------ violations -- */
 
 extern atomic_ullong t_violations;
+/* --fail-allocs: library allocations fail now and then, so REKI_ENOMEM is an
+ * allowed result wherever the library may allocate. */
+extern bool t_oom_mode;
+static inline bool t_oom(int rc)
+{
+    return t_oom_mode && rc == REKI_ENOMEM;
+}
 /* What the main thread is doing, for the violation messages. */
 extern _Atomic(const char *) t_phase;
 extern int t_verbose;

@@ -11,6 +11,7 @@
 #include "torture.h"
 
 atomic_ullong t_violations;
+bool t_oom_mode;
 int t_verbose;
 
 static _Thread_local const char *thread_name = "lib"; /* threads the library made */
@@ -180,7 +181,8 @@ struct world *world_new(reki_rt_t *rt, unsigned nkeys, unsigned nthreads, bool t
         goto fail;
     int rc = reki_registry_new(rt, NULL, &w->reg);
     if (rc != REKI_OK) {
-        fprintf(stderr, "reki_registry_new: %s\n", reki_strerror(rc));
+        if (!t_oom(rc))
+            fprintf(stderr, "reki_registry_new: %s\n", reki_strerror(rc));
         goto fail;
     }
     return w;
