@@ -24,7 +24,7 @@ mapfile -t files < <(find lib include -type f \( -name '*.c' -o -name '*.h' \) |
 bad=()
 checked=0
 for f in "${files[@]}"; do
-    if printf '%s\n' "$exempt" | grep -qxF "$f"; then
+    if grep -qxF "$f" <<<"$exempt"; then
         continue
     fi
     checked=$((checked + 1))

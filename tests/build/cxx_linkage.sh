@@ -13,6 +13,6 @@ if [ -n "$mangled" ]; then
     exit 1
 fi
 for f in reki_spawn reki_alive reki_send reki_lookup reki_strerror reki_version_string; do
-    printf '%s\n' "$undef" | grep -qx "$f" || { echo "no C-linkage reference to $f" >&2; exit 1; }
+    grep -qx "$f" <<<"$undef" || { echo "no C-linkage reference to $f" >&2; exit 1; }
 done
 echo "$std: reki.h compiles as C++ and its functions have C linkage"
