@@ -122,8 +122,7 @@ static const reki_behavior_t channel_behavior = {
 
 /* The registry's start function: called only when no channel of that name
  * is alive, on the calling thread, with no lock held. */
-static int channel_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                         reki_pid_t *out)
+static int channel_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)arg;
     printf("starting channel \"%.*s\"\n", (int)keylen, (const char *)key);
@@ -171,8 +170,8 @@ static int run(reki_rt_t *rt, reki_registry_t *reg, reki_inbox_t *inbox)
     /* 1. Nobody has started "general" yet: this call runs channel_start. */
     bad |= check(reki_lookup_or_start(reg, name, len, channel_start, NULL, timeout_ms, &general),
                  REKI_STARTED, "first reki_lookup_or_start");
-    bad |= check(send_op(rt, general, SUBSCRIBE, reki_inbox_pid(inbox), NULL), REKI_OK,
-                 "Subscribe");
+    bad |=
+        check(send_op(rt, general, SUBSCRIBE, reki_inbox_pid(inbox), NULL), REKI_OK, "Subscribe");
     bad |= check(send_op(rt, general, PUBLISH, 0, "Hello!"), REKI_OK, "Publish");
 
     /* 2. Asking again finds the live channel: same actor, no start. */

@@ -349,8 +349,8 @@ static void *los_thread(void *arg)
     if (c->go != NULL)
         t_wait_flag(c->go);
     atomic_store(&c->calling, 1);
-    c->rc = reki_lookup_or_start(c->reg, c->key, c->keylen, c->start, c->arg, c->timeout_ms,
-                                 &c->pid);
+    c->rc =
+        reki_lookup_or_start(c->reg, c->key, c->keylen, c->start, c->arg, c->timeout_ms, &c->pid);
     atomic_store(&c->done, 1);
     return NULL;
 }

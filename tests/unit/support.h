@@ -36,12 +36,12 @@ uint64_t t_now_ms(void);
 
 /* Polls `expr` until it holds or t_wait_ms() ran out, and stores its final
  * value in the bool lvalue `ok`.  Yields first, then sleeps 1 ms a poll. */
-#define T_WAIT_UNTIL(ok, expr)                                               \
-    do {                                                                     \
-        uint64_t t_deadline_ = t_now_ms() + (uint64_t)t_wait_ms();           \
-        unsigned t_polls_ = 0;                                               \
-        while (!((ok) = (expr)) && t_now_ms() < t_deadline_)                 \
-            t_backoff(&t_polls_);                                            \
+#define T_WAIT_UNTIL(ok, expr)                                     \
+    do {                                                           \
+        uint64_t t_deadline_ = t_now_ms() + (uint64_t)t_wait_ms(); \
+        unsigned t_polls_ = 0;                                     \
+        while (!((ok) = (expr)) && t_now_ms() < t_deadline_)       \
+            t_backoff(&t_polls_);                                  \
     } while (0)
 
 /* One poll's pause: sched_yield for the first polls, then 1 ms sleeps. */
@@ -52,13 +52,13 @@ void t_backoff(unsigned *polls);
 struct probe {
     atomic_long inits;
     atomic_long terminates;
-    atomic_long reasons[4];   /* terminates per REKI_EXIT_* */
-    atomic_long bad_reasons;  /* terminates or downs with a reason outside 0..3 */
+    atomic_long reasons[4];  /* terminates per REKI_EXIT_* */
+    atomic_long bad_reasons; /* terminates or downs with a reason outside 0..3 */
     atomic_long handled;
     atomic_long dropped;
-    atomic_long downs;        /* monitor calls */
+    atomic_long downs; /* monitor calls */
     atomic_long down_reasons[4];
-    atomic_long violations;   /* anything a callback found wrong */
+    atomic_long violations; /* anything a callback found wrong */
 };
 
 void probe_reset(struct probe *p);
@@ -72,16 +72,16 @@ int t_ldi(atomic_int *a);
 /* ---------------------------------------------------- test messages -- */
 
 enum tmsg_kind {
-    T_INCR,       /* state += value */
-    T_GET,        /* reply the state (a malloc'd long) to msg->reply */
-    T_STOP,       /* handle returns REKI_STOP */
-    T_CRASH,      /* handle returns REKI_CRASH */
-    T_ODD,        /* handle returns 7, which must count as a crash */
-    T_KILL_SELF,  /* reki_kill on self from inside handle */
-    T_GATE,       /* spin until *msg->gate != 0 (dedicated actors only) */
+    T_INCR,         /* state += value */
+    T_GET,          /* reply the state (a malloc'd long) to msg->reply */
+    T_STOP,         /* handle returns REKI_STOP */
+    T_CRASH,        /* handle returns REKI_CRASH */
+    T_ODD,          /* handle returns 7, which must count as a crash */
+    T_KILL_SELF,    /* reki_kill on self from inside handle */
+    T_GATE,         /* spin until *msg->gate != 0 (dedicated actors only) */
     T_KILL_REENTER, /* reki_kill on self, then reki_lookup_or_start of the
                        actor's reenter_key; the result goes to *reenter_rc */
-    T_SEQ         /* per-sender order check: value = sender << 32 | seq */
+    T_SEQ           /* per-sender order check: value = sender << 32 | seq */
 };
 
 struct tmsg {
@@ -107,10 +107,10 @@ struct counter_args {
     reki_rt_t *rt;
     struct probe *probe;
     long initial;
-    int init_error;         /* init returns this when nonzero */
-    atomic_int *exclusive;  /* init claims it 0->1, terminate releases it */
-    int terminate_sleep_ms; /* widens the terminate window of guarantee 1 */
-    atomic_int *terminated; /* set to 1 at the very end of terminate */
+    int init_error;             /* init returns this when nonzero */
+    atomic_int *exclusive;      /* init claims it 0->1, terminate releases it */
+    int terminate_sleep_ms;     /* widens the terminate window of guarantee 1 */
+    atomic_int *terminated;     /* set to 1 at the very end of terminate */
     atomic_int *terminate_gate; /* terminate waits until *terminate_gate != 0 */
     /* Re-entry: reki_lookup_or_start(reenter_reg, reenter_key) (the actor's
      * own key) from inside the actor, result in *reenter_rc: from terminate
@@ -119,7 +119,7 @@ struct counter_args {
     const char *reenter_key;
     atomic_int *reenter_rc;
     bool reenter_in_terminate;
-    long seq_senders;       /* T_SEQ: number of senders checked (<= 64) */
+    long seq_senders; /* T_SEQ: number of senders checked (<= 64) */
 };
 
 extern const reki_behavior_t t_counter;

@@ -107,8 +107,9 @@ Test(contention, sixteen_threads_sixty_four_keys_one_start_each)
                      t_ldl(&keys[k].s.starts));
         starts += atomic_load(&keys[k].s.starts);
         for (int i = 0; i < THREADS; i++)
-            cr_assert_eq(w[i].seen[k], w[0].seen[k], "threads 0 and %d saw different actors "
-                                                     "for key %d",
+            cr_assert_eq(w[i].seen[k], w[0].seen[k],
+                         "threads 0 and %d saw different actors "
+                         "for key %d",
                          i, k);
     }
     cr_assert_eq(starts, KEYS);
@@ -168,8 +169,8 @@ Test(contention, churn_never_two_live_actors_per_key)
     struct churner c[CHURNERS];
     pthread_t t[CHURNERS];
     for (int i = 0; i < CHURNERS; i++) {
-        c[i] = (struct churner){.id = i, .keys = keys, .nkeys = NKEYS,
-                                .ops = t_scaled(3000, 100), .go = &go};
+        c[i] = (struct churner){
+            .id = i, .keys = keys, .nkeys = NKEYS, .ops = t_scaled(3000, 100), .go = &go};
         cr_assert_eq(pthread_create(&t[i], NULL, churn_thread, &c[i]), 0);
     }
     atomic_store(&go, 1);
@@ -262,9 +263,9 @@ Test(contention, foreach_during_changes_visits_each_entry_at_most_once)
     struct keyslot *keys = make_keys(STABLE + CHURNED, 0);
     for (int i = 0; i < STABLE; i++) {
         reki_pid_t pid;
-        cr_assert_eq(reki_lookup_or_start(reg, keys[i].key, keys[i].len, t_start, &keys[i].s, -1,
-                                          &pid),
-                     REKI_STARTED);
+        cr_assert_eq(
+            reki_lookup_or_start(reg, keys[i].key, keys[i].len, t_start, &keys[i].s, -1, &pid),
+            REKI_STARTED);
     }
     enum { TOGGLERS = 6 };
     atomic_int stop = 0;
@@ -320,15 +321,14 @@ Test(contention, a_million_keys)
     start_ctx_init(&s, rt, &p);
     char key[32];
     for (long i = 0; i < n; i++) {
-        int rc = reki_lookup_or_start(reg, key, t_key(key, sizeof key, i), t_start, &s, -1,
-                                      &pids[i]);
+        int rc =
+            reki_lookup_or_start(reg, key, t_key(key, sizeof key, i), t_start, &s, -1, &pids[i]);
         cr_assert_eq(rc, REKI_STARTED, "key %ld: %s", i, reki_strerror(rc));
     }
     cr_assert_eq(reki_count(reg), (size_t)n);
     for (long i = 0; i < n; i++) {
         reki_pid_t got;
-        cr_assert_eq(reki_lookup(reg, key, t_key(key, sizeof key, i), &got), REKI_OK, "key %ld",
-                     i);
+        cr_assert_eq(reki_lookup(reg, key, t_key(key, sizeof key, i), &got), REKI_OK, "key %ld", i);
         cr_assert_eq(got, pids[i]);
     }
     long visited = 0;

@@ -14,8 +14,8 @@
 
 #define SENTINEL_PID ((reki_pid_t)0x5e5e5e5e5e5e5e5eull)
 
-static const int all_codes[] = {REKI_OK,     REKI_STARTED,  REKI_ENOTFOUND, REKI_EDEAD,
-                                REKI_EAGAIN, REKI_ENOMEM,   REKI_EINVAL,    REKI_EDEADLK,
+static const int all_codes[] = {REKI_OK,        REKI_STARTED,  REKI_ENOTFOUND, REKI_EDEAD,
+                                REKI_EAGAIN,    REKI_ENOMEM,   REKI_EINVAL,    REKI_EDEADLK,
                                 REKI_ESHUTDOWN, REKI_ETIMEDOUT};
 #define N_CODES (sizeof all_codes / sizeof all_codes[0])
 
@@ -251,8 +251,8 @@ Test(errors, zero_stale_and_made_up_pids_are_harmless, .timeout = 30.0)
     reki_pid_t dead;
     cr_assert_eq(t_counter_spawn(rt, &p, 0, &dead), REKI_OK);
     cr_assert_eq(reki_kill(rt, dead), REKI_OK);
-    const reki_pid_t bad[] = {0, dead, dead + 1, dead - 1, 0xdeadbeefdeadbeefull, UINT64_MAX,
-                              (reki_pid_t)1 << 63, 1};
+    const reki_pid_t bad[] = {
+        0, dead, dead + 1, dead - 1, 0xdeadbeefdeadbeefull, UINT64_MAX, (reki_pid_t)1 << 63, 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (i > 1 && bad[i] != dead && reki_alive(rt, bad[i]))
             continue; /* a made-up value that happens to be a live pid */

@@ -37,8 +37,7 @@ static void stop_all(void)
 TestSuite(gen_registry, .init = start_registry, .fini = stop_all, .timeout = 60.0);
 
 /* ExampleWorker.start_link(value): value < 0 plays the ":invalid" arg. */
-static int example_worker(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                          reki_pid_t *out)
+static int example_worker(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)key;
     (void)keylen;
@@ -207,7 +206,8 @@ Test(gen_registry, lookup_or_start_a_hit_does_not_call_start)
     memset(&spy, 0, sizeof spy);
     char key[32];
     size_t len = t_key(key, sizeof key, TEST_ID);
-    cr_assert_eq(reki_lookup_or_start(reg, key, len, spying_start, (void *)(intptr_t)5, -1, &got), REKI_OK);
+    cr_assert_eq(reki_lookup_or_start(reg, key, len, spying_start, (void *)(intptr_t)5, -1, &got),
+                 REKI_OK);
     cr_assert_eq(got, pid);
     cr_assert_eq(spy.calls, 0);
 }

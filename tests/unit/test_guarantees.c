@@ -32,8 +32,12 @@ TestSuite(guarantee, .init = setup, .fini = teardown, .timeout = 300.0);
 
 static struct los_call call_on(const char *key, struct start_ctx *ctx, int timeout_ms)
 {
-    return (struct los_call){.reg = reg, .key = key, .keylen = strlen(key), .start = t_start,
-                             .arg = ctx, .timeout_ms = timeout_ms};
+    return (struct los_call){.reg = reg,
+                             .key = key,
+                             .keylen = strlen(key),
+                             .start = t_start,
+                             .arg = ctx,
+                             .timeout_ms = timeout_ms};
 }
 
 /* Ends the actor `pid` registered under `key` by one of five means, and
@@ -83,8 +87,9 @@ Test(guarantee, g1_successor_starts_only_after_terminate_returned)
         cr_assert_eq(started, 1, "round %ld: %d callers started", r, started);
         pid = c[0].pid;
     }
-    cr_assert_eq(t_ldl(&p.violations), 0, "an actor's init ran before its predecessor's "
-                                                "terminate returned");
+    cr_assert_eq(t_ldl(&p.violations), 0,
+                 "an actor's init ran before its predecessor's "
+                 "terminate returned");
     cr_assert_eq(t_ldl(&s.overlaps), 0, "two start functions ran at once for one key");
     cr_assert_eq(t_ldl(&s.starts), rounds + 1);
 }
@@ -324,8 +329,7 @@ Test(guarantee, g4_concurrent_readers_never_see_a_published_death)
 
 /* --------------------------------------- 5. failed starts leave nothing -- */
 
-static int bad_pid_start(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                         reki_pid_t *out)
+static int bad_pid_start(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)r;
     (void)key;
@@ -335,8 +339,7 @@ static int bad_pid_start(reki_rt_t *r, const void *key, size_t keylen, void *arg
     return 0;
 }
 
-static int positive_start(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                          reki_pid_t *out)
+static int positive_start(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     int rc = t_start(r, key, keylen, arg, out);
     return rc == 0 ? 3 : rc;
@@ -393,8 +396,7 @@ struct reenter {
     int own_rc, inner_rc, lookup_rc;
 };
 
-static int reentrant_start(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                           reki_pid_t *out)
+static int reentrant_start(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     struct reenter *e = arg;
     reki_pid_t pid;
@@ -435,8 +437,9 @@ Test(guarantee, g6_reentry_through_another_keys_start_is_edeadlk)
                  REKI_STARTED);
     cr_assert_eq(outer.own_rc, REKI_EDEADLK);
     cr_assert_eq(inner.own_rc, REKI_EDEADLK);
-    cr_assert_eq(inner.inner_rc, REKI_EDEADLK, "B's start re-entering A (still starting on this "
-                                               "thread) got %d",
+    cr_assert_eq(inner.inner_rc, REKI_EDEADLK,
+                 "B's start re-entering A (still starting on this "
+                 "thread) got %d",
                  inner.inner_rc);
     cr_assert_eq(outer.inner_rc, REKI_STARTED);
 }
@@ -486,9 +489,9 @@ static long fill_registry(long actors, long per_actor, atomic_int *gate)
     char key[32];
     for (long i = 0; i < actors; i++) {
         reki_pid_t pid;
-        cr_assert_eq(reki_lookup_or_start(reg, key, t_key(key, sizeof key, i), t_start, &s, -1,
-                                          &pid),
-                     REKI_STARTED);
+        cr_assert_eq(
+            reki_lookup_or_start(reg, key, t_key(key, sizeof key, i), t_start, &s, -1, &pid),
+            REKI_STARTED);
         if (gate != NULL && i == 0)
             cr_assert_eq(t_send_gate(rt, pid, gate), REKI_OK);
         for (long m = 0; m < per_actor; m++)
@@ -517,8 +520,8 @@ Test(guarantee, g7_registry_free_terminates_all_and_drops_the_rest)
     cr_assert_eq(t_ldl(&p.terminates), actors);
     cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), actors);
     cr_assert_eq(t_ldl(&p.handled) + t_ldl(&p.dropped), sent,
-                 "handled %ld + dropped %ld != sent %ld", t_ldl(&p.handled),
-                 t_ldl(&p.dropped), sent);
+                 "handled %ld + dropped %ld != sent %ld", t_ldl(&p.handled), t_ldl(&p.dropped),
+                 sent);
     pthread_join(t, NULL);
 }
 
@@ -579,8 +582,8 @@ static void *hit_thread(void *arg)
         h->bad += reki_lookup_or_start(reg, "hot", 3, t_start, &never, 0, &got) != REKI_OK ||
                   got != h->hot;
         h->bad += reki_lookup(reg, "pending", 7, &got) != REKI_ENOTFOUND;
-        h->bad += reki_lookup_or_start(reg, "pending", 7, t_start, &never, 0, &got) !=
-                  REKI_ETIMEDOUT;
+        h->bad +=
+            reki_lookup_or_start(reg, "pending", 7, t_start, &never, 0, &got) != REKI_ETIMEDOUT;
     }
     h->bad += atomic_load(&never.starts) != 0;
     /* Writers on other keys must not wait for the stalled reader either. */
@@ -651,8 +654,7 @@ Test(guarantee, g1_callers_wait_for_a_slow_terminate_then_start)
     cr_assert_eq(reki_stop(reg, "slowterm", 8), REKI_OK);
     cr_assert_eq(reki_lookup(reg, "slowterm", 8, &got), REKI_ENOTFOUND);
     cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, 0, &got), REKI_ETIMEDOUT);
-    cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, 30, &got),
-                 REKI_ETIMEDOUT);
+    cr_assert_eq(reki_lookup_or_start(reg, "slowterm", 8, t_start, &s, 30, &got), REKI_ETIMEDOUT);
     cr_assert_eq(got, 0x55);
     cr_assert_eq(reki_count(reg), 0);
     struct los_call c = call_on("slowterm", &s, -1);

@@ -64,8 +64,10 @@ Test(monitor, fires_once_with_each_reason)
 {
     const struct {
         int kind, reason;
-    } cases[] = {{T_STOP, REKI_EXIT_NORMAL},       {T_CRASH, REKI_EXIT_ABNORMAL},
-                 {T_ODD, REKI_EXIT_ABNORMAL},      {T_KILL_SELF, REKI_EXIT_KILLED},
+    } cases[] = {{T_STOP, REKI_EXIT_NORMAL},
+                 {T_CRASH, REKI_EXIT_ABNORMAL},
+                 {T_ODD, REKI_EXIT_ABNORMAL},
+                 {T_KILL_SELF, REKI_EXIT_KILLED},
                  {-1, REKI_EXIT_KILLED}};
     enum { N = sizeof cases / sizeof cases[0] };
     static struct watch w[2][N];

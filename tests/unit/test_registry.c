@@ -123,8 +123,7 @@ static reki_next_t self_stop_handle(void *state, void *msg, reki_pid_t self)
     return REKI_CONTINUE;
 }
 
-static int self_stop_start(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                           reki_pid_t *out)
+static int self_stop_start(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)key;
     (void)keylen;
@@ -314,9 +313,9 @@ Test(registry, grows_far_beyond_its_capacity_hint)
     char key[32];
     reki_pid_t *pids = calloc((size_t)n, sizeof *pids);
     for (long i = 0; i < n; i++)
-        cr_assert_eq(reki_lookup_or_start(small, key, t_key(key, sizeof key, i), t_start, &s, -1,
-                                          &pids[i]),
-                     REKI_STARTED);
+        cr_assert_eq(
+            reki_lookup_or_start(small, key, t_key(key, sizeof key, i), t_start, &s, -1, &pids[i]),
+            REKI_STARTED);
     cr_assert_eq(reki_count(small), (size_t)n);
     for (long i = 0; i < n; i++) {
         reki_pid_t got;

@@ -153,9 +153,9 @@ Test(runtime, rt_free_with_live_actors_and_queued_messages, .timeout = 300.0)
     for (long k = 0; k < 100; k++) {
         char key[32];
         reki_pid_t pid;
-        cr_assert_eq(reki_lookup_or_start(reg, key, t_key(key, sizeof key, k), t_start, &s, -1,
-                                          &pid),
-                     REKI_STARTED);
+        cr_assert_eq(
+            reki_lookup_or_start(reg, key, t_key(key, sizeof key, k), t_start, &s, -1, &pid),
+            REKI_STARTED);
         cr_assert_eq(t_send(rt, pid, T_INCR, 1), REKI_OK);
     }
 
@@ -168,8 +168,8 @@ Test(runtime, rt_free_with_live_actors_and_queued_messages, .timeout = 300.0)
      * kinds of receiver count into p). */
     long handled = atomic_load(&p.handled) + atomic_load(&rp.handled);
     long dropped = atomic_load(&p.dropped);
-    cr_assert_eq(handled + dropped, sent + 10 + 100, "handled %ld, dropped %ld, sent %ld",
-                 handled, dropped, sent + 110);
+    cr_assert_eq(handled + dropped, sent + 10 + 100, "handled %ld, dropped %ld, sent %ld", handled,
+                 dropped, sent + 110);
     cr_assert_geq(dropped, 10, "the inbox's messages were not dropped");
 }
 

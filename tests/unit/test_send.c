@@ -131,8 +131,7 @@ enum { RACE_SENDERS = 4 };
 
 /* One round: senders flood an actor while the main thread ends it by
  * `how` (-1 kill, else the kind of a message it sends). */
-static void race_round(reki_rt_t *rt, unsigned flags, int how, long per_sender,
-                       struct slot *slots)
+static void race_round(reki_rt_t *rt, unsigned flags, int how, long per_sender, struct slot *slots)
 {
     reki_spawn_opts_t o = {.flags = flags};
     reki_pid_t pid;

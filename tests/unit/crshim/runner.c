@@ -56,8 +56,8 @@ void crs_fail(const char *file, int line, const char *expr, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[----] %s:%d: Assertion Failed\n[----]   %s\n[----]  %s\n", file, line,
-            expr, msg);
+    fprintf(stderr, "[----] %s:%d: Assertion Failed\n[----]   %s\n[----]  %s\n", file, line, expr,
+            msg);
     fflush(stderr);
     _exit(1);
 }
@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     }
     if (jobs < 1)
         jobs = 1;
-    fprintf(stderr, "[----] Criterion stand-in (ThreadSanitizer build)\n");
+    fprintf(stderr, "[----] Criterion stand-in (sanitizer build)\n");
     int passed = 0, failed = 0, crashed = 0, tested = 0, next = 0, nrun = 0;
     struct crs_test *running[64];
     if (jobs > 64)
