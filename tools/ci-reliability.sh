@@ -80,7 +80,7 @@ step_tsan() {
     local dir=$out/tsan wrap
     mkdir -p "$out"
     wrap=$(tsan_wrapper) || { echo "a trivial program fails under TSan"; return 1; }
-    build "$dir" reki-torture -- "${common[@]}" -DREKI_BUILD_TESTS=OFF \
+    build "$dir" reki-torture -- "${common[@]}" -DREKI_BUILD_TESTS=OFF -DREKI_BUILD_TOOLS=ON \
         -DREKI_SANITIZE=thread || return 1
     TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$root/tools/tsan.supp" \
         torture_runs "$wrap" "$dir/tools/reki-torture"
@@ -90,7 +90,7 @@ step_asan() {
     say "2/5 reki-torture under AddressSanitizer+UBSan, REKI_DEBUG_YIELD=ON"
     local dir=$out/asan-yield
     mkdir -p "$out"
-    build "$dir" reki-torture -- "${common[@]}" -DREKI_BUILD_TESTS=OFF \
+    build "$dir" reki-torture -- "${common[@]}" -DREKI_BUILD_TESTS=OFF -DREKI_BUILD_TOOLS=ON \
         -DREKI_SANITIZE=address -DREKI_DEBUG_YIELD=ON || return 1
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
@@ -152,7 +152,7 @@ step_fault() {
     for f in "$root"/tests/fault/test_*.c; do
         targets+=("$(basename "$f" .c)")
     done
-    build "$dir" "${targets[@]}" reki-torture -- "${common[@]}" \
+    build "$dir" "${targets[@]}" reki-torture -- "${common[@]}" -DREKI_BUILD_TOOLS=ON \
         -DREKI_FAULT_INJECTION=ON -DREKI_SANITIZE=address || return 1
     ASAN_OPTIONS="detect_leaks=1" \
         run ctest --test-dir "$dir" -L fault --output-on-failure --no-tests=error --timeout 900
