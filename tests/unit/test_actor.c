@@ -346,3 +346,47 @@ Test(actor, one_handle_at_a_time, .timeout = 300.0)
     one_handle_at_a_time(0);
     one_handle_at_a_time(REKI_SPAWN_DEDICATED);
 }
+
+/* Many threads kill one actor at once: exactly one kill succeeds. */
+struct killer {
+    reki_pid_t pid;
+    atomic_int *go;
+    int rc;
+};
+
+static void *kill_thread(void *arg)
+{
+    struct killer *k = arg;
+    t_wait_flag(k->go);
+    k->rc = reki_kill(rt, k->pid);
+    return NULL;
+}
+
+Test(actor, concurrent_kills_succeed_exactly_once, .timeout = 120.0)
+{
+    enum { KILLERS = 8 };
+    long rounds = t_scaled(300, 20);
+    for (long r = 0; r < rounds; r++) {
+        reki_pid_t pid;
+        cr_assert_eq(t_counter_spawn(rt, &p, r % 2 ? REKI_SPAWN_DEDICATED : 0, &pid), REKI_OK);
+        atomic_int go = 0;
+        struct killer k[KILLERS];
+        for (int i = 0; i < KILLERS; i++)
+            k[i] = (struct killer){.pid = pid, .go = &go};
+        pthread_t t[KILLERS];
+        for (int i = 0; i < KILLERS; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, kill_thread, &k[i]), 0);
+        atomic_store(&go, 1);
+        int ok = 0;
+        for (int i = 0; i < KILLERS; i++) {
+            pthread_join(t[i], NULL);
+            cr_assert(k[i].rc == REKI_OK || k[i].rc == REKI_EDEAD, "kill returned %d", k[i].rc);
+            ok += k[i].rc == REKI_OK;
+        }
+        cr_assert_eq(ok, 1, "round %ld: %d kills succeeded", r, ok);
+    }
+    reki_rt_free(rt);
+    rt = NULL;
+    cr_assert_eq(t_ldl(&p.terminates), rounds);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_KILLED]), rounds);
+}

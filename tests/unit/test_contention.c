@@ -373,3 +373,54 @@ Test(contention, registry_free_stops_every_actor_with_shutdown)
         cr_assert(!reki_alive(rt, w[0].seen[k]));
     free(keys);
 }
+
+/* ---------------------------------------------- concurrent reki_stop -- */
+
+struct stopper {
+    const char *key;
+    atomic_int *go;
+    int rc;
+};
+
+static void *stop_thread(void *arg)
+{
+    struct stopper *st = arg;
+    t_wait_flag(st->go);
+    st->rc = reki_stop(reg, st->key, strlen(st->key));
+    return NULL;
+}
+
+/* Many threads stop one key at once: exactly one gets REKI_OK. */
+Test(contention, concurrent_stops_of_one_key_succeed_exactly_once)
+{
+    enum { STOPPERS = 8 };
+    struct start_ctx s;
+    start_ctx_init(&s, rt, &p);
+    long rounds = t_scaled(300, 20);
+    for (long r = 0; r < rounds; r++) {
+        reki_pid_t pid;
+        cr_assert_eq(reki_lookup_or_start(reg, "contested", 9, t_start, &s, -1, &pid),
+                     REKI_STARTED);
+        atomic_int go = 0;
+        struct stopper st[STOPPERS];
+        pthread_t t[STOPPERS];
+        for (int i = 0; i < STOPPERS; i++) {
+            st[i] = (struct stopper){.key = "contested", .go = &go};
+            cr_assert_eq(pthread_create(&t[i], NULL, stop_thread, &st[i]), 0);
+        }
+        atomic_store(&go, 1);
+        int ok = 0;
+        for (int i = 0; i < STOPPERS; i++) {
+            pthread_join(t[i], NULL);
+            cr_assert(st[i].rc == REKI_OK || st[i].rc == REKI_ENOTFOUND, "stop returned %d",
+                      st[i].rc);
+            ok += st[i].rc == REKI_OK;
+        }
+        cr_assert_eq(ok, 1, "round %ld: %d stops succeeded", r, ok);
+        cr_assert(!reki_alive(rt, pid));
+    }
+    reki_registry_free(reg);
+    reg = NULL;
+    cr_assert_eq(t_ldl(&p.terminates), rounds);
+    cr_assert_eq(t_ldl(&p.reasons[REKI_EXIT_SHUTDOWN]), rounds);
+}
