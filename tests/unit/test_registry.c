@@ -325,3 +325,47 @@ Test(registry, grows_far_beyond_its_capacity_hint)
     reki_registry_free(small);
     free(pids);
 }
+
+/* The supervisor pattern: a monitor restarts its actor's key.  It runs after
+ * terminate, on the exiting actor's thread, so the key must already be free
+ * for it (a wait there would wait on itself). */
+struct restarter {
+    atomic_int rc;
+    reki_pid_t pid;
+};
+
+static void restart_down(reki_pid_t pid, int reason, void *arg)
+{
+    (void)pid;
+    (void)reason;
+    struct restarter *r = arg;
+    int rc = reki_lookup_or_start(reg, "sup", 3, t_start, &s, t_wait_ms(), &r->pid);
+    atomic_store(&r->rc, rc);
+}
+
+Test(registry, a_monitor_may_restart_the_key)
+{
+    reki_pid_t pid;
+    cr_assert_eq(los("sup", 3, &pid), REKI_STARTED);
+    for (int how = 0; how < 3; how++) {
+        static struct restarter r;
+        atomic_store(&r.rc, 1000);
+        cr_assert_eq(reki_monitor(rt, pid, restart_down, &r), REKI_OK);
+        if (how == 0)
+            cr_assert_eq(t_send(rt, pid, T_CRASH, 0), REKI_OK);
+        else if (how == 1)
+            cr_assert_eq(reki_kill(rt, pid), REKI_OK);
+        else
+            cr_assert_eq(reki_stop(reg, "sup", 3), REKI_OK);
+        bool ok;
+        T_WAIT_UNTIL(ok, t_ldi(&r.rc) != 1000);
+        cr_assert(ok, "the monitor never returned");
+        cr_assert_eq(t_ldi(&r.rc), REKI_STARTED, "restart from the monitor (how %d): %d", how,
+                     t_ldi(&r.rc));
+        cr_assert_neq(r.pid, pid);
+        reki_pid_t got;
+        cr_assert_eq(reki_lookup(reg, "sup", 3, &got), REKI_OK);
+        cr_assert_eq(got, r.pid);
+        pid = r.pid;
+    }
+}
