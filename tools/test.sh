@@ -4,7 +4,8 @@
 # print each Criterion binary's summary line.
 # Environment: REKI_BUILD_DIR (default build/), REKI_CMAKE_ARGS (extra
 # configure arguments), REKI_CTEST_ARGS (extra ctest arguments),
-# REKI_CTEST_WRAP (a command to run ctest under, e.g. "setarch x86_64 -R").
+# REKI_CTEST_WRAP (a command to run ctest under, e.g. "setarch x86_64 -R"),
+# REKI_CTEST_SKIP_LABELS (ctest -LE regex; default "soak").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${REKI_BUILD_DIR:-$root/build}
@@ -21,7 +22,7 @@ mkdir -p "$build/Testing"
 set +e
 # shellcheck disable=SC2086 # word lists
 ${REKI_CTEST_WRAP:-} ctest --test-dir "$build" --output-on-failure --no-tests=error \
-    -j "$jobs" --timeout 900 -LE soak ${REKI_CTEST_ARGS:-} 2>&1 | tee "$log"
+    -j "$jobs" --timeout 900 -LE "${REKI_CTEST_SKIP_LABELS:-soak}" ${REKI_CTEST_ARGS:-} 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
