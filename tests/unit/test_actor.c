@@ -365,7 +365,7 @@ static void *kill_thread(void *arg)
 Test(actor, concurrent_kills_succeed_exactly_once, .timeout = 120.0)
 {
     enum { KILLERS = 8 };
-    long rounds = t_scaled(300, 20);
+    long rounds = t_scaled(100, 10);
     for (long r = 0; r < rounds; r++) {
         reki_pid_t pid;
         cr_assert_eq(t_counter_spawn(rt, &p, r % 2 ? REKI_SPAWN_DEDICATED : 0, &pid), REKI_OK);

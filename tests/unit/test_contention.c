@@ -396,7 +396,7 @@ Test(contention, concurrent_stops_of_one_key_succeed_exactly_once)
     enum { STOPPERS = 8 };
     struct start_ctx s;
     start_ctx_init(&s, rt, &p);
-    long rounds = t_scaled(300, 20);
+    long rounds = t_scaled(100, 10);
     for (long r = 0; r < rounds; r++) {
         reki_pid_t pid;
         cr_assert_eq(reki_lookup_or_start(reg, "contested", 9, t_start, &s, -1, &pid),
