@@ -162,8 +162,8 @@ static int attempt(struct call *c)
     return wait_entry(c, e, w);
 }
 
-int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen,
-                         reki_start_fn start, void *arg, int timeout_ms, reki_pid_t *out)
+int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen, reki_start_fn start,
+                         void *arg, int timeout_ms, reki_pid_t *out)
 {
     if (REKI__UNLIKELY(!reg || !key || keylen < 1 || keylen > REKI_KEY_MAX || !start || !out ||
                        timeout_ms < -1))

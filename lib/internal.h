@@ -27,7 +27,7 @@
 #include "reki/reki.h"
 
 #define REKI__CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #if defined(__GNUC__)
 #define REKI__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -194,18 +194,18 @@ enum {
 struct reki__proc {
     struct __cds_wfcq_head mq_head; /* mailbox: MPSC, this proc's consumer dequeues */
     struct cds_wfcq_tail mq_tail;
-    _Atomic uint32_t sched;  /* REKI__IDLE ...; also the futex of dedicated/inbox consumers */
-    _Atomic int32_t reason;  /* REKI__ALIVE, or the exit reason once exited */
-    reki__spin_t lock;       /* exit transition, hook lists */
+    _Atomic uint32_t sched; /* REKI__IDLE ...; also the futex of dedicated/inbox consumers */
+    _Atomic int32_t reason; /* REKI__ALIVE, or the exit reason once exited */
+    reki__spin_t lock;      /* exit transition, hook lists */
     uint8_t kind;
-    uint8_t no_terminate;    /* init failed: the actor never lived */
+    uint8_t no_terminate; /* init failed: the actor never lived */
     reki_pid_t pid;
     reki_rt_t *rt;
     reki_next_t (*handle)(void *, void *, reki_pid_t);
     void (*terminate)(void *, int);
     void (*drop)(void *);
     void *state;
-    struct reki__hook *links;    /* registry entries naming this pid */
+    struct reki__hook *links; /* registry entries naming this pid */
     struct reki__hook *monitors;
     struct cds_wfcq_node rq_node; /* run-queue link (light actors) */
     struct rcu_head rcu;
@@ -335,7 +335,7 @@ void reki__registry_free_all(reki_rt_t *rt);
 /* dedicated.c */
 struct reki__dthread {
     pthread_t tid;
-    _Atomic int finished; /* past its last use of the proc: join will not block long */
+    _Atomic int finished;       /* past its last use of the proc: join will not block long */
     struct reki__dthread *next; /* rt->dthreads */
 };
 int reki__dedicated_start(struct reki__proc *p);

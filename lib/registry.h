@@ -26,15 +26,15 @@
 struct reki__entry {
     struct rcu_head rcu;
     ck_hp_hazard_t hazard;
-    struct reki__hook link;    /* on the actor's exit hooks while LIVE */
+    struct reki__hook link; /* on the actor's exit hooks while LIVE */
     reki_registry_t *reg;
     reki_rt_t *rt;
-    const void *owner;         /* thread token of the starter, while STARTING */
-    reki_pid_t linked;         /* the pid once linked (stays after EXITING) */
+    const void *owner; /* thread token of the starter, while STARTING */
+    reki_pid_t linked; /* the pid once linked (stays after EXITING) */
     ck_ht_hash_t hash;
-    _Atomic uint32_t seq;      /* futex: bumped after every change of word */
-    _Atomic uint32_t waiters;  /* callers blocked on seq (skip the wake syscall) */
-    _Atomic int outcome;       /* why it went DEAD: a start's error, or 0 */
+    _Atomic uint32_t seq;     /* futex: bumped after every change of word */
+    _Atomic uint32_t waiters; /* callers blocked on seq (skip the wake syscall) */
+    _Atomic int outcome;      /* why it went DEAD: a start's error, or 0 */
     uint32_t keylen;
     /* A state above, or the pid of a live actor: the exit transition moves it
      * to EXITING before the pid slot dies, so a pid read here was alive. */
@@ -45,12 +45,12 @@ struct reki__entry {
 struct reki_registry {
     reki_rt_t *rt;
     ck_ht_t ht;
-    pthread_mutex_t wlock;   /* serializes ck_ht writers; never held across user code */
-    pthread_cond_t drained;  /* with wlock: reki_registry_free waits for entries == 0 */
-    size_t entries;          /* entries in ht (under wlock) */
-    _Atomic size_t count;    /* live registered actors */
+    pthread_mutex_t wlock;  /* serializes ck_ht writers; never held across user code */
+    pthread_cond_t drained; /* with wlock: reki_registry_free waits for entries == 0 */
+    size_t entries;         /* entries in ht (under wlock) */
+    _Atomic size_t count;   /* live registered actors */
     _Atomic int closing;
-    struct reki__list node;  /* rt->registries */
+    struct reki__list node; /* rt->registries */
 };
 
 /* table.c */

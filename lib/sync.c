@@ -54,8 +54,8 @@ bool reki__deadline(struct timespec *ts, int timeout_ms)
 int reki__futex_wait(_Atomic uint32_t *addr, uint32_t val, const struct timespec *deadline)
 {
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
-    long rc = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET_PRIVATE, val, deadline,
-                      NULL, FUTEX_BITSET_MATCH_ANY);
+    long rc = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET_PRIVATE, val, deadline, NULL,
+                      FUTEX_BITSET_MATCH_ANY);
     if (rc == -1 && errno == ETIMEDOUT)
         return REKI_ETIMEDOUT;
     return REKI_OK;

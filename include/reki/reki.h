@@ -43,15 +43,15 @@ extern "C" {
 
 enum {
     REKI_OK = 0,
-    REKI_STARTED = 1,       /* reki_lookup_or_start ran start and registered it */
-    REKI_ENOTFOUND = -2,    /* -ENOENT: no live actor under that key */
-    REKI_EDEAD = -3,        /* -ESRCH: the pid is not a live actor */
-    REKI_EAGAIN = -11,      /* -EAGAIN: no thread could be created */
-    REKI_ENOMEM = -12,      /* -ENOMEM: allocation failed; nothing changed */
-    REKI_EINVAL = -22,      /* -EINVAL: bad argument; nothing changed */
-    REKI_EDEADLK = -35,     /* -EDEADLK: a start re-entered for its own key */
-    REKI_ESHUTDOWN = -108,  /* -ESHUTDOWN: runtime or registry being freed */
-    REKI_ETIMEDOUT = -110   /* -ETIMEDOUT: the wait ran out */
+    REKI_STARTED = 1,      /* reki_lookup_or_start ran start and registered it */
+    REKI_ENOTFOUND = -2,   /* -ENOENT: no live actor under that key */
+    REKI_EDEAD = -3,       /* -ESRCH: the pid is not a live actor */
+    REKI_EAGAIN = -11,     /* -EAGAIN: no thread could be created */
+    REKI_ENOMEM = -12,     /* -ENOMEM: allocation failed; nothing changed */
+    REKI_EINVAL = -22,     /* -EINVAL: bad argument; nothing changed */
+    REKI_EDEADLK = -35,    /* -EDEADLK: a start re-entered for its own key */
+    REKI_ESHUTDOWN = -108, /* -ESHUTDOWN: runtime or registry being freed */
+    REKI_ETIMEDOUT = -110  /* -ETIMEDOUT: the wait ran out */
 };
 
 /* Longest key, in bytes, that the registry accepts. */
@@ -107,8 +107,8 @@ typedef uint64_t reki_pid_t;
 
 typedef enum reki_next {
     REKI_CONTINUE = 0,
-    REKI_STOP = 1,  /* normal exit */
-    REKI_CRASH = 2  /* abnormal exit (any other value is treated as REKI_CRASH) */
+    REKI_STOP = 1, /* normal exit */
+    REKI_CRASH = 2 /* abnormal exit (any other value is treated as REKI_CRASH) */
 } reki_next_t;
 
 /* Exit reasons, passed to terminate and to monitors. */
@@ -211,8 +211,7 @@ typedef struct reki_inbox_opts {
  * Thread-safety: MT-safe.  Lifetime: free with reki_inbox_free.
  */
 REKI_API int reki_inbox_new(reki_rt_t *rt, reki_inbox_t **out);
-REKI_API int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts,
-                               reki_inbox_t **out);
+REKI_API int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t **out);
 
 /* reki_inbox_pid: the inbox's pid (0 for NULL).  MT-safe. */
 REKI_API reki_pid_t reki_inbox_pid(const reki_inbox_t *in);
@@ -285,8 +284,7 @@ REKI_API void reki_registry_free(reki_registry_t *reg);
  *   pid whose exit happened before the call began is never returned.  The
  *   start that registered the pid happens-before a successful return.
  */
-REKI_API int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen,
-                         reki_pid_t *out);
+REKI_API int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen, reki_pid_t *out);
 
 /*
  * reki_lookup_or_start: the live actor under key, starting one with
@@ -315,8 +313,7 @@ REKI_API int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen,
  * Lifetime: on any error the key is left unregistered, as before the call.
  */
 REKI_API int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen,
-                                  reki_start_fn start, void *arg, int timeout_ms,
-                                  reki_pid_t *out);
+                                  reki_start_fn start, void *arg, int timeout_ms, reki_pid_t *out);
 
 /*
  * reki_stop: stop the actor under key (reason REKI_EXIT_SHUTDOWN) and remove
