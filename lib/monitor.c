@@ -71,6 +71,8 @@ int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg)
 {
     if (!rt || !fn)
         return REKI_EINVAL;
+    if (!reki__pid_alive(&rt->pids, pid))
+        return REKI_EDEAD; /* cheap, and a stale pid never sees REKI_ENOMEM */
     struct monitor *m = reki__malloc(sizeof(*m));
     if (!m)
         return REKI_ENOMEM;

@@ -49,7 +49,7 @@ enum {
     REKI_EAGAIN = -11,     /* -EAGAIN: no thread could be created */
     REKI_ENOMEM = -12,     /* -ENOMEM: allocation failed; nothing changed */
     REKI_EINVAL = -22,     /* -EINVAL: bad argument; nothing changed */
-    REKI_EDEADLK = -35,    /* -EDEADLK: a start re-entered for its own key */
+    REKI_EDEADLK = -35,    /* -EDEADLK: waiting would wait for the caller itself */
     REKI_ESHUTDOWN = -108, /* -ESHUTDOWN: runtime or registry being freed */
     REKI_ETIMEDOUT = -110  /* -ETIMEDOUT: the wait ran out */
 };
