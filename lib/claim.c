@@ -171,18 +171,8 @@ int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen, r
     struct call c = {reg, key, keylen, {0}, start, arg, NULL, timeout_ms, out};
     reki__table_hash(reg, key, keylen, &c.h);
 
-    /* The hit path, inline: one probe, one load (see reki_lookup). */
-    reki__rcu_read_lock();
-    struct reki__entry *e = reki__table_get(reg, c.h, key, keylen);
-    if (REKI__LIKELY(e != NULL)) {
-        uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-        if (REKI__LIKELY(reki__word_is_pid(w))) {
-            reki__rcu_read_unlock();
-            *out = w;
-            return REKI_OK;
-        }
-    }
-    reki__rcu_read_unlock();
+    if (REKI__LIKELY(reki__table_hit(reg, c.h, key, keylen, out)))
+        return REKI_OK;
 
     struct timespec ts;
     c.deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;

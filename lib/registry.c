@@ -146,21 +146,7 @@ int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen, reki_pid_t
         return REKI_EINVAL;
     ck_ht_hash_t h;
     reki__table_hash(reg, key, keylen, &h);
-    int rc = REKI_ENOTFOUND;
-    reki__rcu_read_lock();
-    struct reki__entry *e = reki__table_get(reg, h, key, keylen);
-    if (e) {
-        /* acquire: pairs with link_publish's release.  A pid here was alive
-         * at this load (the exit transition clears the word before it kills
-         * the pid slot): the load is the linearization point. */
-        uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
-        if (reki__word_is_pid(w)) {
-            *out = w;
-            rc = REKI_OK;
-        }
-    }
-    reki__rcu_read_unlock();
-    return rc;
+    return reki__table_hit(reg, h, key, keylen, out) ? REKI_OK : REKI_ENOTFOUND;
 }
 
 int reki_stop(reki_registry_t *reg, const void *key, size_t keylen)

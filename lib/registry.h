@@ -53,6 +53,11 @@ struct reki_registry {
     struct reki__list node; /* rt->registries */
 };
 
+static inline bool reki__word_is_pid(uint64_t w)
+{
+    return w >= REKI__PID_MIN;
+}
+
 /* table.c */
 bool reki__table_init(reki_registry_t *reg, size_t capacity);
 void reki__table_destroy(reki_registry_t *reg);
@@ -72,6 +77,23 @@ static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_ha
         return NULL;
     return ck_ht_entry_value(&ent);
 }
+/* The read path shared by reki_lookup and reki_lookup_or_start's hit: one
+ * probe, one acquire load of the entry word (pairs with link_publish's
+ * release).  A pid there was alive at that load, which is the linearization
+ * point: the exit transition clears the word before it kills the pid slot. */
+static inline bool reki__table_hit(reki_registry_t *reg, ck_ht_hash_t h, const void *key,
+                                   size_t keylen, reki_pid_t *out)
+{
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, h, key, keylen);
+    uint64_t w = e ? atomic_load_explicit(&e->word, memory_order_acquire) : 0;
+    reki__rcu_read_unlock();
+    if (!reki__word_is_pid(w))
+        return false;
+    *out = w;
+    return true;
+}
+
 /* Under wlock.  false: out of memory. */
 bool reki__table_put(reki_registry_t *reg, struct reki__entry *e);
 void reki__table_remove(reki_registry_t *reg, struct reki__entry *e);
@@ -87,10 +109,5 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
 void reki__entry_kill(struct reki__entry *e, int outcome);
 /* Wake whoever waits on e after its word changed. */
 void reki__entry_changed(struct reki__entry *e);
-
-static inline bool reki__word_is_pid(uint64_t w)
-{
-    return w >= REKI__PID_MIN;
-}
 
 #endif /* REKI_REGISTRY_H */
