@@ -123,6 +123,10 @@ step_valgrind() {
    fun:pthread_create*
 }
 EOF
+    # --fair-sched=yes: valgrind runs one thread at a time, and its default
+    # lock lets a thread that spins keep it while a thread woken from a futex
+    # (a worker, a dedicated actor) waits for seconds; tests that race a
+    # loop against an exit would then measure valgrind, not reki.
     while IFS= read -r cmd; do
         n=$((n + 1))
         eval "set -- $cmd"
@@ -130,7 +134,7 @@ EOF
         name=$(basename "$1")
         echo "+ valgrind $* (REKI_TEST_SCALE=0.05)"
         REKI_TEST_SCALE=0.05 REKI_TEST_WAIT_MS=120000 timeout 1200 \
-            valgrind --error-exitcode=1 --leak-check=full --trace-children=yes \
+            valgrind --error-exitcode=1 --leak-check=full --trace-children=yes --fair-sched=yes \
             --suppressions="$logs/glibc-tls.supp" --log-file="$logs/$name.%p.log" \
             "$@" -j1 || { echo "$name: exit status $?"; status=1; }
     done < <(ctest --test-dir "$dir" -N -V -L unit | sed -n 's/^.*Test command: //p')
