@@ -31,7 +31,11 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
         reki__free(reg);
         return REKI_ENOMEM;
     }
-    pthread_mutex_init(&reg->wlock, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&reg->wlock, &ma);
+    pthread_mutexattr_destroy(&ma);
     if (reki__cond_init(&reg->drained) != REKI_OK) {
         reki__table_destroy(reg);
         reki__free(reg);

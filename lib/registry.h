@@ -48,6 +48,8 @@ struct reki_registry {
     pthread_mutex_t wlock;  /* serializes ck_ht writers; never held across user code */
     pthread_cond_t drained; /* with wlock: reki_registry_free waits for entries == 0 */
     size_t entries;         /* entries in ht (under wlock) */
+    size_t gc_removed;      /* removals since the last ck_ht_gc (under wlock) */
+    size_t gc_capacity;     /* slots in ht's map, as ck_ht sizes it (under wlock) */
     _Atomic size_t count;   /* live registered actors */
     _Atomic int closing;
     struct reki__list node; /* rt->registries */

@@ -68,8 +68,16 @@ bool reki__table_init(reki_registry_t *reg, size_t capacity)
     /* The seed varies per table so that keys chosen against one process's
      * hash layout do not collide in another's. */
     uint64_t seed = (uint64_t)(uintptr_t)reg ^ ((uint64_t)time(NULL) << 17) ^ 0x9e3779b97f4a7c15u;
-    return ck_ht_init(&reg->ht, CK_HT_MODE_BYTESTRING, table_hash_cb, &tbl_allocator,
-                      capacity ? capacity : 64, seed);
+    if (capacity < 64)
+        capacity = 64;
+    /* ck_ht rounds the first map up to a power of two, then doubles it
+     * whenever it passes half full; gc_capacity follows the same rule. */
+    reg->gc_capacity = 64;
+    while (reg->gc_capacity < capacity)
+        reg->gc_capacity <<= 1;
+    reg->gc_removed = 0;
+    return ck_ht_init(&reg->ht, CK_HT_MODE_BYTESTRING, table_hash_cb, &tbl_allocator, capacity,
+                      seed);
 }
 
 void reki__table_destroy(reki_registry_t *reg)
@@ -81,7 +89,11 @@ bool reki__table_put(reki_registry_t *reg, struct reki__entry *e)
 {
     ck_ht_entry_t ent;
     ck_ht_entry_set(&ent, e->hash, e->key, (uint16_t)e->keylen, e);
-    return ck_ht_put_spmc(&reg->ht, e->hash, &ent);
+    if (!ck_ht_put_spmc(&reg->ht, e->hash, &ent))
+        return false;
+    while ((size_t)ck_ht_count(&reg->ht) * 2 > reg->gc_capacity)
+        reg->gc_capacity <<= 1;
+    return true;
 }
 
 void reki__table_remove(reki_registry_t *reg, struct reki__entry *e)
@@ -89,10 +101,21 @@ void reki__table_remove(reki_registry_t *reg, struct reki__entry *e)
     ck_ht_entry_t ent;
     ck_ht_entry_key_set(&ent, e->key, (uint16_t)e->keylen);
     ck_ht_remove_spmc(&reg->ht, e->hash, &ent);
-    /* No ck_ht_gc: in ck_ht's pointer-packed mode it moves live slots with no
-     * version counter for readers to retry on, so a concurrent lookup could
-     * miss a live key.  Later inserts reuse tombstones on their probe path,
-     * and growth rebuilds the map without them. */
+    /* A removal leaves a tombstone, and a table whose keys come and go
+     * without growing (start, exit, start again) fills with them: the probe
+     * bound only rises, and every miss walks the tombstones.  ck_ht_gc moves
+     * live slots up over tombstones and recomputes the bound; readers retry
+     * on the map's deletion counter, which ck checks in every probe when it
+     * is not pointer-packed (Debian's build is not).  It scans the whole map,
+     * so running it once per capacity/4 removals costs 4 slot reads per
+     * removal, and keeps the map at most 3/4 full of live keys and
+     * tombstones. */
+#ifndef CK_HT_PP
+    if (++reg->gc_removed >= reg->gc_capacity / 4) {
+        reg->gc_removed = 0;
+        ck_ht_gc(&reg->ht, 0, 0);
+    }
+#endif
 }
 
 size_t reki__table_snapshot(reki_registry_t *reg, struct reki__entry **out, size_t max)

@@ -301,6 +301,89 @@ Test(contention, foreach_during_changes_visits_each_entry_at_most_once)
     free(keys);
 }
 
+/* --------------------------------- lookups while other keys churn -- */
+
+/* Keys that come and go leave tombstones in the index, which the writer
+ * compacts (ck_ht_gc) while readers probe it without a lock: a lookup of a
+ * key registered throughout must never miss it or return another pid. */
+struct reader {
+    struct keyslot *keys;
+    const reki_pid_t *pids;
+    atomic_int *stop;
+    long lookups, misses, wrong;
+    int id;
+};
+
+static void *stable_reader(void *arg)
+{
+    struct reader *r = arg;
+    uint64_t seed = 777u + (uint64_t)r->id;
+    while (!atomic_load_explicit(r->stop, memory_order_relaxed)) {
+        int i = (int)(xorshift(&seed) % STABLE);
+        reki_pid_t pid;
+        int rc = reki_lookup(reg, r->keys[i].key, r->keys[i].len, &pid);
+        r->misses += rc != REKI_OK;
+        r->wrong += rc == REKI_OK && pid != r->pids[i];
+        r->lookups++;
+    }
+    return NULL;
+}
+
+Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
+{
+    struct keyslot *keys = make_keys(STABLE + CHURNED, 0);
+    reki_pid_t pids[STABLE];
+    for (int i = 0; i < STABLE; i++)
+        cr_assert_eq(
+            reki_lookup_or_start(reg, keys[i].key, keys[i].len, t_start, &keys[i].s, -1, &pids[i]),
+            REKI_STARTED);
+    enum { TOGGLERS = 3, READERS = 3 };
+    atomic_int stop_toggling = 0, stop_reading = 0;
+    struct toggler tg[TOGGLERS];
+    struct reader rd[READERS];
+    pthread_t tt[TOGGLERS], rt_[READERS];
+    for (int i = 0; i < READERS; i++) {
+        rd[i] = (struct reader){.keys = keys, .pids = pids, .stop = &stop_reading, .id = i};
+        cr_assert_eq(pthread_create(&rt_[i], NULL, stable_reader, &rd[i]), 0);
+    }
+    for (int i = 0; i < TOGGLERS; i++) {
+        tg[i] = (struct toggler){.id = i, .keys = keys, .stop = &stop_toggling};
+        cr_assert_eq(pthread_create(&tt[i], NULL, toggle_thread, &tg[i]), 0);
+    }
+    /* Enough removals for the index to be compacted many times over: it
+     * holds 128 keys at most, and compacts every capacity/4 removals. */
+    long want = t_scaled(50000, 2000), churned = 0;
+    uint64_t deadline = t_now_ms() + (uint64_t)t_wait_ms();
+    while (churned < want && t_now_ms() < deadline) {
+        t_sleep_ms(5);
+        churned = 0;
+        for (int i = STABLE; i < STABLE + CHURNED; i++)
+            churned += atomic_load(&keys[i].s.starts);
+    }
+    atomic_store(&stop_toggling, 1);
+    for (int i = 0; i < TOGGLERS; i++) {
+        pthread_join(tt[i], NULL);
+        cr_assert_eq(tg[i].errors, 0);
+    }
+    atomic_store(&stop_reading, 1);
+    long lookups = 0, misses = 0, wrong = 0;
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(rt_[i], NULL);
+        lookups += rd[i].lookups;
+        misses += rd[i].misses;
+        wrong += rd[i].wrong;
+    }
+    cr_assert_geq(churned, want, "only %ld starts of churned keys before the deadline", churned);
+    cr_assert_gt(lookups, 0);
+    cr_assert_eq(misses, 0, "%ld of %ld lookups missed a key registered throughout", misses,
+                 lookups);
+    cr_assert_eq(wrong, 0, "%ld of %ld lookups returned another pid", wrong, lookups);
+    cr_assert_eq(t_ldl(&p.violations), 0);
+    reki_registry_free(reg);
+    reg = NULL;
+    free(keys);
+}
+
 /* -------------------------------------------------- a million keys -- */
 
 static int count_all(const void *key, size_t keylen, reki_pid_t pid, void *arg)
