@@ -108,6 +108,26 @@ void t_set_drop_probe(struct probe *p)
     atomic_store(&drop_probe, p);
 }
 
+int t_fixture_up(struct probe *p, reki_rt_t **rt, reki_registry_t **reg)
+{
+    probe_reset(p);
+    t_set_drop_probe(p);
+    int rc = reki_rt_new(NULL, rt);
+    if (rc == REKI_OK && reg != NULL)
+        rc = reki_registry_new(*rt, NULL, reg);
+    return rc;
+}
+
+void t_fixture_down(reki_rt_t **rt, reki_registry_t **reg)
+{
+    if (reg != NULL) {
+        reki_registry_free(*reg);
+        *reg = NULL;
+    }
+    reki_rt_free(*rt);
+    *rt = NULL;
+}
+
 void t_drop(void *msg)
 {
     struct probe *p = atomic_load(&drop_probe);

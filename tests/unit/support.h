@@ -101,6 +101,13 @@ void t_drop(void *msg);
 /* Drops count into this probe; NULL = only free. */
 void t_set_drop_probe(struct probe *p);
 
+/* The per-test fixture most suites share: resets *p and makes it the drop
+ * probe, then creates *rt (default options) and, when reg is not NULL, *reg
+ * in it.  Returns REKI_OK or the first error.  t_fixture_down frees whichever
+ * is still set: a test that frees one itself sets it to NULL. */
+int t_fixture_up(struct probe *p, reki_rt_t **rt, reki_registry_t **reg);
+void t_fixture_down(reki_rt_t **rt, reki_registry_t **reg);
+
 /* ---------------------------------------------------- counter actor -- */
 
 struct counter_args {

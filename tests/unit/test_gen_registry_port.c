@@ -20,18 +20,14 @@ static struct probe p;
 
 static void start_registry(void)
 {
-    probe_reset(&p);
-    t_set_drop_probe(&p);
-    cr_assert_eq(reki_rt_new(NULL, &rt), REKI_OK);
-    cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
+    cr_assert_eq(t_fixture_up(&p, &rt, &reg), REKI_OK);
     in = t_inbox(rt);
 }
 
 static void stop_all(void)
 {
     reki_inbox_free(in);
-    reki_registry_free(reg);
-    reki_rt_free(rt);
+    t_fixture_down(&rt, &reg);
 }
 
 TestSuite(gen_registry, .init = start_registry, .fini = stop_all, .timeout = 60.0);

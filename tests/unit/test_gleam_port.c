@@ -31,10 +31,7 @@ static struct start_ctx test_start_fn;
 
 static void create_registry(void)
 {
-    probe_reset(&p);
-    t_set_drop_probe(&p);
-    cr_assert_eq(reki_rt_new(NULL, &rt), REKI_OK);
-    cr_assert_eq(reki_registry_new(rt, NULL, &registry), REKI_OK);
+    cr_assert_eq(t_fixture_up(&p, &rt, &registry), REKI_OK);
     reply = t_inbox(rt);
     cr_assert_not_null(reply);
     start_ctx_init(&test_start_fn, rt, &p);
@@ -45,8 +42,7 @@ static void create_registry(void)
 static void destroy_registry(void)
 {
     reki_inbox_free(reply);
-    reki_registry_free(registry);
-    reki_rt_free(rt);
+    t_fixture_down(&rt, &registry);
 }
 
 TestSuite(reki_test, .init = create_registry, .fini = destroy_registry, .timeout = 60.0);

@@ -15,17 +15,13 @@ static struct start_ctx s;
 
 static void setup(void)
 {
-    probe_reset(&p);
-    t_set_drop_probe(&p);
-    cr_assert_eq(reki_rt_new(NULL, &rt), REKI_OK);
-    cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
+    cr_assert_eq(t_fixture_up(&p, &rt, &reg), REKI_OK);
     start_ctx_init(&s, rt, &p);
 }
 
 static void teardown(void)
 {
-    reki_registry_free(reg);
-    reki_rt_free(rt);
+    t_fixture_down(&rt, &reg);
 }
 
 TestSuite(guarantee, .init = setup, .fini = teardown, .timeout = 300.0);

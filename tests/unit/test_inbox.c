@@ -12,14 +12,12 @@ static struct probe p;
 
 static void setup(void)
 {
-    probe_reset(&p);
-    t_set_drop_probe(&p);
-    cr_assert_eq(reki_rt_new(NULL, &rt), REKI_OK);
+    cr_assert_eq(t_fixture_up(&p, &rt, NULL), REKI_OK);
 }
 
 static void teardown(void)
 {
-    reki_rt_free(rt);
+    t_fixture_down(&rt, NULL);
 }
 
 TestSuite(inbox, .init = setup, .fini = teardown, .timeout = 120.0);
