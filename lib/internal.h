@@ -119,10 +119,16 @@ void reki__rcu_barrier(void);
 
 /* ------------------------------------------------------------- pids -- */
 
-/* pid = generation << 26 | slot index.  Generations start at 1, so every pid
- * is >= 2^26 and small values are free for entry states.  Bit 63 marks a dead
- * slot, so generations stop at 2^37 - 1: a slot that reaches it is retired
- * for good rather than wrapped, and no pid is ever reused. */
+/* pid = generation << 26 | slot index, and generation = sequence << 8 | tag.
+ * The tag (1..255) is the runtime's: consecutive runtimes get different
+ * tags, so a pid handed to another runtime's calls is not alive there even
+ * though both tables hand out the same slot indexes.  Generations are >= 1,
+ * so every pid is >= 2^26 and small values are free for entry states.  Bit
+ * 63 marks a dead slot, so generations stop at 2^37 - 1: a slot whose next
+ * generation would pass it is retired for good rather than wrapped, and no
+ * pid is ever reused. */
+#define REKI__TAG_BITS 8u
+#define REKI__GEN_STEP (UINT64_C(1) << REKI__TAG_BITS)
 #define REKI__IDX_BITS 26u
 #define REKI__IDX_MASK ((UINT64_C(1) << REKI__IDX_BITS) - 1)
 #define REKI__PID_MIN (UINT64_C(1) << REKI__IDX_BITS)
@@ -148,6 +154,7 @@ struct reki__pidtab {
     uint32_t *free_idx;
     size_t nfree, cap_free;
     uint32_t next; /* slots [0, next) have been handed out at least once */
+    uint64_t tag;  /* 1..255: the low bits of every generation of this table */
 };
 
 int reki__pidtab_init(struct reki__pidtab *t);

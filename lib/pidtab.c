@@ -18,7 +18,9 @@
 
 int reki__pidtab_init(struct reki__pidtab *t)
 {
+    static _Atomic unsigned tables;
     memset(t, 0, sizeof(*t));
+    t->tag = atomic_fetch_add_explicit(&tables, 1, memory_order_relaxed) % (REKI__GEN_STEP - 1) + 1;
     for (unsigned i = 0; i < REKI__NCHUNKS; i++)
         atomic_init(&t->chunks[i], NULL);
     if (pthread_mutex_init(&t->lock, NULL) != 0)
@@ -73,7 +75,7 @@ int reki__pid_alloc(struct reki__pidtab *t, struct reki__proc *p, reki_pid_t *pi
         return rc;
     struct reki__slot *s = slot_of(t, idx);
     uint64_t last = atomic_load_explicit(&s->live, memory_order_relaxed) & ~REKI__DEAD_BIT;
-    uint64_t gen = (last >> REKI__IDX_BITS) + 1;
+    uint64_t gen = last ? (last >> REKI__IDX_BITS) + REKI__GEN_STEP : t->tag;
     atomic_store_explicit(&s->proc, p, memory_order_relaxed);
     /* Dead under the new pid: published by reki__pid_publish. */
     *pid = (gen << REKI__IDX_BITS) | idx;
@@ -102,7 +104,7 @@ void reki__pid_release(struct reki__pidtab *t, reki_pid_t pid)
     uint32_t idx = (uint32_t)(pid & REKI__IDX_MASK);
     struct reki__slot *s = slot_of(t, idx);
     atomic_store_explicit(&s->proc, NULL, memory_order_relaxed);
-    if ((pid >> REKI__IDX_BITS) >= REKI__GEN_MAX)
+    if ((pid >> REKI__IDX_BITS) > REKI__GEN_MAX - REKI__GEN_STEP)
         return; /* generations exhausted: retire the slot, never reuse a pid */
     pthread_mutex_lock(&t->lock);
     if (t->nfree == t->cap_free) {

@@ -102,7 +102,11 @@ REKI_API void reki_rt_free(reki_rt_t *rt);
 /* --------------------------------------------------------------- actors -- */
 
 /* A pid is a value handle.  0 is never a pid, and a pid is never reused within
- * one runtime's life, so a stale pid is always safe to pass: it is just dead. */
+ * one runtime's life, so a stale pid is always safe to pass: it is just dead.
+ * A pid names an actor of the runtime that spawned it; passed to another
+ * runtime's calls it is dead there too, as long as the two runtimes are among
+ * any 255 created one after another in the process (the pid carries an 8-bit
+ * runtime tag that repeats after that). */
 typedef uint64_t reki_pid_t;
 
 typedef enum reki_next {

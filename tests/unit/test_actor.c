@@ -298,6 +298,33 @@ static void kill_while_busy(unsigned flags)
     cr_assert_eq(t_ldl(&p.handled), 1);
 }
 
+/* Two runtimes hand out the same slot indexes; a pid of one must be dead in
+ * the other, or a message meant for one actor reaches another. */
+Test(actor, a_pid_is_dead_in_another_runtime)
+{
+    reki_rt_t *other = NULL;
+    cr_assert_eq(reki_rt_new(NULL, &other), REKI_OK);
+    reki_inbox_t *in = t_inbox(rt), *other_in = t_inbox(other);
+    reki_pid_t mine, theirs;
+    cr_assert_eq(t_counter_spawn(rt, &p, 0, &mine), REKI_OK);
+    cr_assert_eq(t_counter_spawn(other, &p, 0, &theirs), REKI_OK);
+    cr_assert_neq(mine, theirs);
+    cr_assert(!reki_alive(other, mine));
+    cr_assert(!reki_alive(rt, theirs));
+    cr_assert(!reki_alive(other, reki_inbox_pid(in)));
+    cr_assert_eq(t_send(other, mine, T_INCR, 5), REKI_EDEAD);
+    cr_assert_eq(t_send(rt, theirs, T_INCR, 7), REKI_EDEAD);
+    cr_assert_eq(reki_kill(other, mine), REKI_EDEAD);
+    cr_assert_eq(reki_monitor(other, mine, t_down, &p), REKI_EDEAD);
+    cr_assert_eq(t_counter_get(rt, mine, in), 0, "a send through the other runtime arrived");
+    cr_assert_eq(t_counter_get(other, theirs, other_in), 0);
+    cr_assert(reki_alive(rt, mine));
+    cr_assert(reki_alive(other, theirs));
+    reki_inbox_free(other_in);
+    reki_inbox_free(in);
+    reki_rt_free(other);
+}
+
 Test(actor, kill_takes_effect_before_it_returns)
 {
     kill_while_busy(REKI_SPAWN_DEDICATED);
