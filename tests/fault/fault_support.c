@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "fault.h"
@@ -22,6 +23,49 @@
 
 struct fprobe fp;
 reki_rt_t *f_broken_rt;
+
+void f_setup(reki_rt_t **rt, reki_registry_t **reg)
+{
+    memset(&fp, 0, sizeof(fp));
+    reki_rt_opts_t o = {1};
+    cr_assert_eq(reki_rt_new(&o, rt), REKI_OK);
+    f_broken_rt = *rt;
+    cr_assert_eq(reki_registry_new(*rt, NULL, reg), REKI_OK);
+}
+
+void f_finish(reki_rt_t *rt, reki_registry_t *reg)
+{
+    reki__fault_alloc_fail_at(0);
+    reki__fault_thread_fail_at(0);
+    reki_registry_free(reg);
+    reki_rt_free(rt);
+    f_check_leaks();
+    cr_expect_eq(atomic_load(&fp.bad), 0, "a callback saw something wrong");
+    cr_expect_eq(atomic_load(&fp.inits), atomic_load(&fp.terminates),
+                 "every actor that lived terminated");
+}
+
+void f_nothing(void *ctx)
+{
+    (void)ctx;
+}
+
+int f_rt_call(void *ctx)
+{
+    struct f_rt_case *c = ctx;
+    reki_rt_opts_t o = {c->workers};
+    c->rt = NULL;
+    int rc = reki_rt_new(&o, &c->rt);
+    if (rc != REKI_OK)
+        cr_assert_null(c->rt, "*out is untouched on failure");
+    return rc;
+}
+
+void f_rt_undo(void *ctx)
+{
+    struct f_rt_case *c = ctx;
+    reki_rt_free(c->rt);
+}
 
 static void sleep_ms(long ms)
 {

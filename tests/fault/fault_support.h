@@ -68,6 +68,35 @@ long f_every_alloc(const struct fcase *c);
 /* The same for thread creations. */
 long f_every_thread(const struct fcase *c);
 
+/* The runtime (one worker) and registry each test starts from; fp is reset
+ * and f_broken_rt points at the runtime. */
+void f_setup(reki_rt_t **rt, reki_registry_t **reg);
+/* The end of each test body (Criterion ignores assertions in .fini): clears
+ * both fault hooks, frees reg and rt, checks for leaks and that every actor
+ * that lived terminated. */
+void f_finish(reki_rt_t *rt, reki_registry_t *reg);
+
+/* A test of suite whose body is followed by f_finish(rt, reg), with the rt
+ * and reg of the test file. */
+#define F_TEST(suite, name)        \
+    static void name##_body(void); \
+    Test(suite, name)              \
+    {                              \
+        name##_body();             \
+        f_finish(rt, reg);         \
+    }                              \
+    static void name##_body(void)
+
+/* An fcase step with nothing to do or check. */
+void f_nothing(void *ctx);
+/* An fcase for reki_rt_new: ctx is a struct f_rt_case. */
+struct f_rt_case {
+    reki_rt_t *rt;
+    unsigned workers;
+};
+int f_rt_call(void *ctx);
+void f_rt_undo(void *ctx);
+
 /* In an ASan build, fail the test if LeakSanitizer finds unreachable memory
  * now (Criterion's test processes exit with 0 whatever LeakSanitizer says at
  * exit).  Call when everything the test made has been freed. */

@@ -19,11 +19,7 @@ static long sent; /* messages accepted by reki_send in this test */
 
 static void setup(void)
 {
-    memset(&fp, 0, sizeof(fp));
-    reki_rt_opts_t o = {1};
-    cr_assert_eq(reki_rt_new(&o, &rt), REKI_OK);
-    f_broken_rt = rt;
-    cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
+    f_setup(&rt, &reg);
     /* First-use allocations (this thread's hazard-pointer record, the pid
      * table's first chunk) happen here, not in the counted calls. */
     struct fstart s = {0};
@@ -34,29 +30,9 @@ static void setup(void)
     sent = 0;
 }
 
-/* At the end of each test body: Criterion ignores assertions in .fini. */
-static void finish(void)
-{
-    reki__fault_alloc_fail_at(0);
-    reki_registry_free(reg);
-    reki_rt_free(rt);
-    f_check_leaks();
-    cr_expect_eq(atomic_load(&fp.bad), 0, "a callback saw something wrong");
-    cr_expect_eq(atomic_load(&fp.inits), atomic_load(&fp.terminates),
-                 "every actor that lived terminated");
-}
-
 TestSuite(fault_alloc, .init = setup, .timeout = 120);
 
-/* A test whose body is followed by finish(). */
-#define FTEST(name)                \
-    static void name##_body(void); \
-    Test(fault_alloc, name)        \
-    {                              \
-        name##_body();             \
-        finish();                  \
-    }                              \
-    static void name##_body(void)
+#define FTEST(name) F_TEST(fault_alloc, name)
 
 /* ------------------------------------------------------ lookup_or_start -- */
 
@@ -108,17 +84,13 @@ static int hit_call(void *ctx)
     return reki_lookup_or_start(reg, "hit", 3, f_start, &c->s, 0, &c->pid);
 }
 
-static void nothing(void *ctx)
-{
-    (void)ctx;
-}
-
 FTEST(lookup_or_start_hit_allocates_nothing)
 {
     struct los_ctx c = {0};
     reki_pid_t pid;
     cr_assert_eq(reki_lookup_or_start(reg, "hit", 3, f_start, &c.s, -1, &pid), REKI_STARTED);
-    struct fcase fc = {"reki_lookup_or_start (hit)", hit_call, nothing, nothing, &c, REKI_ENOMEM};
+    struct fcase fc = {
+        "reki_lookup_or_start (hit)", hit_call, f_nothing, f_nothing, &c, REKI_ENOMEM};
     cr_assert_eq(f_every_alloc(&fc), 0, "the hit path allocates nothing");
     cr_assert_eq(c.pid, pid);
 }
@@ -257,7 +229,7 @@ static void inbox_undo(void *ctx)
 FTEST(inbox_new)
 {
     reki_inbox_t *in = NULL;
-    struct fcase fc = {"reki_inbox_new", inbox_call, inbox_undo, nothing, &in, REKI_ENOMEM};
+    struct fcase fc = {"reki_inbox_new", inbox_call, inbox_undo, f_nothing, &in, REKI_ENOMEM};
     cr_assert_gt(f_every_alloc(&fc), 0);
 }
 
@@ -282,33 +254,17 @@ static void registry_undo(void *ctx)
 FTEST(registry_new)
 {
     reki_registry_t *r = NULL;
-    struct fcase fc = {"reki_registry_new", registry_call, registry_undo, nothing, &r, REKI_ENOMEM};
+    struct fcase fc = {"reki_registry_new", registry_call, registry_undo, f_nothing, &r,
+                       REKI_ENOMEM};
     cr_assert_gt(f_every_alloc(&fc), 0);
 }
 
 /* ---------------------------------------------------------- runtime -- */
 
-static int rt_call(void *ctx)
-{
-    reki_rt_t **r = ctx;
-    reki_rt_opts_t o = {2};
-    *r = NULL;
-    int rc = reki_rt_new(&o, r);
-    if (rc != REKI_OK)
-        cr_assert_null(*r, "*out is untouched on failure");
-    return rc;
-}
-
-static void rt_undo(void *ctx)
-{
-    reki_rt_t **r = ctx;
-    reki_rt_free(*r);
-}
-
 FTEST(rt_new)
 {
-    reki_rt_t *r = NULL;
-    struct fcase fc = {"reki_rt_new", rt_call, rt_undo, nothing, &r, REKI_ENOMEM};
+    struct f_rt_case r = {.workers = 2};
+    struct fcase fc = {"reki_rt_new", f_rt_call, f_rt_undo, f_nothing, &r, REKI_ENOMEM};
     cr_assert_gt(f_every_alloc(&fc), 0);
 }
 
@@ -336,7 +292,7 @@ FTEST(monitor)
 {
     struct mon_ctx c;
     cr_assert_eq(reki_spawn(rt, &f_actor, NULL, NULL, &c.pid), REKI_OK);
-    struct fcase fc = {"reki_monitor", monitor_call, nothing, nothing, &c, REKI_ENOMEM};
+    struct fcase fc = {"reki_monitor", monitor_call, f_nothing, f_nothing, &c, REKI_ENOMEM};
     long n = f_every_alloc(&fc);
     cr_assert_gt(n, 0);
     /* Successful monitors: the first count and one after each failure. */
@@ -374,7 +330,7 @@ FTEST(foreach)
     int visits = 0;
     struct los_ctx c = {0};
     cr_assert_eq(reki_lookup_or_start(reg, "a", 1, f_start, &c.s, -1, &c.pid), REKI_STARTED);
-    struct fcase fc = {"reki_foreach", foreach_call, nothing, nothing, &visits, REKI_ENOMEM};
+    struct fcase fc = {"reki_foreach", foreach_call, f_nothing, f_nothing, &visits, REKI_ENOMEM};
     cr_assert_gt(f_every_alloc(&fc), 0);
     cr_assert_eq(foreach_call(&visits), REKI_OK);
     cr_assert_eq(visits, 1);

@@ -18,65 +18,19 @@ static reki_registry_t *reg;
 
 static void setup(void)
 {
-    memset(&fp, 0, sizeof(fp));
-    reki_rt_opts_t o = {1};
-    cr_assert_eq(reki_rt_new(&o, &rt), REKI_OK);
-    f_broken_rt = rt;
-    cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
-}
-
-/* At the end of each test body: Criterion ignores assertions in .fini. */
-static void finish(void)
-{
-    reki__fault_thread_fail_at(0);
-    reki_registry_free(reg);
-    reki_rt_free(rt);
-    f_check_leaks();
-    cr_expect_eq(atomic_load(&fp.bad), 0, "a callback saw something wrong");
-    cr_expect_eq(atomic_load(&fp.inits), atomic_load(&fp.terminates),
-                 "every actor that lived terminated");
+    f_setup(&rt, &reg);
 }
 
 TestSuite(fault_thread, .init = setup, .timeout = 120);
 
-/* A test whose body is followed by finish(). */
-#define FTEST(name)                \
-    static void name##_body(void); \
-    Test(fault_thread, name)       \
-    {                              \
-        name##_body();             \
-        finish();                  \
-    }                              \
-    static void name##_body(void)
-
-static void nothing(void *ctx)
-{
-    (void)ctx;
-}
+#define FTEST(name) F_TEST(fault_thread, name)
 
 /* ---------------------------------------------------------- runtime -- */
 
-static int rt_call(void *ctx)
-{
-    reki_rt_t **r = ctx;
-    reki_rt_opts_t o = {3};
-    *r = NULL;
-    int rc = reki_rt_new(&o, r);
-    if (rc != REKI_OK)
-        cr_assert_null(*r, "*out is untouched on failure");
-    return rc;
-}
-
-static void rt_undo(void *ctx)
-{
-    reki_rt_t **r = ctx;
-    reki_rt_free(*r);
-}
-
 FTEST(rt_new_each_worker)
 {
-    reki_rt_t *r = NULL;
-    struct fcase fc = {"reki_rt_new", rt_call, rt_undo, nothing, &r, REKI_EAGAIN};
+    struct f_rt_case r = {.workers = 3};
+    struct fcase fc = {"reki_rt_new", f_rt_call, f_rt_undo, f_nothing, &r, REKI_EAGAIN};
     cr_assert_geq(f_every_thread(&fc), 3, "one thread per worker at least");
 }
 
