@@ -337,14 +337,14 @@ Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
     atomic_int stop_toggling = 0, stop_reading = 0;
     struct toggler tg[TOGGLERS];
     struct reader rd[READERS];
-    pthread_t tt[TOGGLERS], rt_[READERS];
+    pthread_t toggler_threads[TOGGLERS], reader_threads[READERS];
     for (int i = 0; i < READERS; i++) {
         rd[i] = (struct reader){.keys = keys, .pids = pids, .stop = &stop_reading, .id = i};
-        cr_assert_eq(pthread_create(&rt_[i], NULL, stable_reader, &rd[i]), 0);
+        cr_assert_eq(pthread_create(&reader_threads[i], NULL, stable_reader, &rd[i]), 0);
     }
     for (int i = 0; i < TOGGLERS; i++) {
         tg[i] = (struct toggler){.id = i, .keys = keys, .stop = &stop_toggling};
-        cr_assert_eq(pthread_create(&tt[i], NULL, toggle_thread, &tg[i]), 0);
+        cr_assert_eq(pthread_create(&toggler_threads[i], NULL, toggle_thread, &tg[i]), 0);
     }
     /* Enough removals for the index to be compacted many times over: it
      * holds 128 keys at most, and compacts every capacity/4 removals. */
@@ -358,13 +358,13 @@ Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
     }
     atomic_store(&stop_toggling, 1);
     for (int i = 0; i < TOGGLERS; i++) {
-        pthread_join(tt[i], NULL);
+        pthread_join(toggler_threads[i], NULL);
         cr_assert_eq(tg[i].errors, 0);
     }
     atomic_store(&stop_reading, 1);
     long lookups = 0, misses = 0, wrong = 0;
     for (int i = 0; i < READERS; i++) {
-        pthread_join(rt_[i], NULL);
+        pthread_join(reader_threads[i], NULL);
         lookups += rd[i].lookups;
         misses += rd[i].misses;
         wrong += rd[i].wrong;
