@@ -89,6 +89,8 @@ void reki__proc_finish(struct reki__proc *p)
          * raced with its exit still wakes a receiver. */
         atomic_store_explicit(&p->sched, REKI__DONE, memory_order_release);
         reki__proc_retire(p); /* an inbox is retired by reki_inbox_free */
+    } else {
+        reki__inbox_exited(p); /* last use of p: reki_inbox_free may retire it */
     }
     reki__rt_proc_done(rt);
 }
@@ -110,16 +112,23 @@ void reki__proc_wake(struct reki__proc *p)
 int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
 {
     int rc = REKI_EDEAD;
+    struct reki__proc *inbox = NULL;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
     if (p && reki__proc_exit(p, reason)) {
         rc = REKI_OK;
         if (p->kind == REKI__INBOX)
-            reki__proc_finish(p); /* an inbox has no thread of its own to do it */
+            inbox = p;
         else
             reki__proc_wake(p);
     }
     reki__rcu_read_unlock();
+    /* An inbox has no thread of its own: the killer runs its exit path
+     * (monitors: user code) here, outside the read-side section.  The proc
+     * stays valid: reki_inbox_free waits for this exit path to finish
+     * before it retires the proc (reki__inbox_exited). */
+    if (inbox)
+        reki__proc_finish(inbox);
     return rc;
 }
 
@@ -200,6 +209,7 @@ static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t
     __cds_wfcq_init(&p->mq_head, &p->mq_tail);
     atomic_init(&p->sched, REKI__INIT);
     atomic_init(&p->reason, REKI__ALIVE);
+    atomic_init(&p->finished, 0);
     atomic_init(&p->lock.held, 0);
     p->kind = kind;
     p->rt = rt;

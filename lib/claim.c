@@ -3,20 +3,27 @@
  *
  * Hit: exactly reki_lookup's read path; no lock, no read-modify-write.
  *
- * Claim: a key with no entry is claimed by inserting a fresh STARTING entry
- * under the writer lock (ck_ht_put_spmc fails on an existing key, and the
- * lock serializes the single writer ck_ht allows): of all racing callers,
- * exactly one inserts; the insert is the claim's linearization point.  The
- * lock is held for the table operation only.  The winner runs start with no
- * lock held, then links the pid (LIVE, under the actor's lock) or kills the
- * entry with start's error.
+ * Claim of a key seen before: its entry is FREE(g), and the claim is one
+ * CAS FREE(g) -> STARTING on the entry word, made inside the read-side
+ * section that found the entry: of all racing callers (and the reaper, whose
+ * CAS is FREE(g) -> DEAD), exactly one succeeds.  That CAS is the claim's
+ * linearization point.  No lock, no allocation, no table write.
+ *
+ * Claim of a key with no entry: a fresh STARTING entry is inserted under the
+ * writer lock (ck_ht has one writer; the lock is held for the table
+ * operation only); of all racing callers exactly one inserts, and the insert
+ * is the linearization point.
+ *
+ * The winner runs start with no lock held, then links the pid (LIVE, under
+ * the actor's lock) or releases the entry to FREE with start's error.
  *
  * Wait: any other state (STARTING, EXITING, or a pid whose exit is under way)
  * means "not yet": the caller protects the entry with a hazard pointer, leaves
  * its RCU section and sleeps on the entry's futex until the word changes.
- * STARTING -> pid shares the start's pid; STARTING -> DEAD shares its error;
- * EXITING -> DEAD (terminate done) sends the caller round again to claim.
- * A caller finding its own thread's STARTING entry gets REKI_EDEADLK.
+ * STARTING -> pid shares the start's pid; STARTING -> FREE with an error
+ * shares the error; EXITING -> FREE (terminate done) sends the caller round
+ * again to claim.  DEAD (reaped) sends it round after the unlink.  A caller
+ * finding its own thread's STARTING entry gets REKI_EDEADLK.
  */
 #include "registry.h"
 
@@ -43,7 +50,7 @@ static int run_start(struct call *c, struct reki__entry *e)
     if (rc >= 0)
         rc = reki__entry_link(e, pid);
     if (rc < 0) {
-        reki__entry_kill(e, rc); /* waiters share the error; the key is free */
+        reki__entry_release(e, rc); /* waiters share the error; the key is free */
         return rc;
     }
     *c->out = pid;
@@ -65,13 +72,35 @@ static int claim(struct call *c)
         rc = RETRY; /* another caller claimed it first */
     else if (!reki__table_put(reg, e))
         rc = REKI_ENOMEM;
-    else
-        reg->entries++;
     pthread_mutex_unlock(&reg->wlock);
     if (rc != REKI_OK) {
         reki__free(e); /* never published */
         return rc;
     }
+    REKI__YIELD();
+    reki__reaper_step(reg); /* one more entry: keep the budget */
+    return run_start(c, e);
+}
+
+/* e was seen FREE(g) (w) inside the caller's read-side section, which this
+ * function ends.  One CAS decides the claim. */
+static int claim_free(struct call *c, struct reki__entry *e, uint64_t w)
+{
+    /* seq_cst: Dekker with reki_registry_free's "closing; grace period;
+     * scan": a claim that did not see closing is over before the scan. */
+    if (atomic_load_explicit(&c->reg->closing, memory_order_seq_cst)) {
+        reki__rcu_read_unlock();
+        return REKI_ESHUTDOWN;
+    }
+    /* acq_rel: acquires the previous holder's writes (gen, outcome); the
+     * winner's later writes are released by its link or its release. */
+    if (!atomic_compare_exchange_strong_explicit(&e->word, &w, REKI__E_STARTING,
+                                                 memory_order_acq_rel, memory_order_relaxed)) {
+        reki__rcu_read_unlock();
+        return RETRY;
+    }
+    atomic_store_explicit(&e->owner, reki__thread_token(), memory_order_relaxed);
+    reki__rcu_read_unlock();
     REKI__YIELD();
     return run_start(c, e);
 }
@@ -116,7 +145,7 @@ static int wait_entry(struct call *c, struct reki__entry *e, uint64_t w)
 
     if (rc != REKI_OK)
         return rc;
-    if (w == REKI__E_STARTING && now == REKI__E_DEAD && outcome < 0)
+    if (w == REKI__E_STARTING && reki__word_is_free(now) && outcome < 0)
         return outcome; /* the start we waited on failed: share its error */
     if (reki__word_is_pid(now) && reki__pid_alive(&rt->pids, now)) {
         *c->out = now;
@@ -140,7 +169,10 @@ static int attempt(struct call *c)
         *c->out = w;
         return REKI_OK;
     }
-    if (w == REKI__E_STARTING && e->owner == reki__thread_token()) {
+    if (reki__word_is_free(w))
+        return claim_free(c, e, w);
+    if (w == REKI__E_STARTING &&
+        atomic_load_explicit(&e->owner, memory_order_relaxed) == reki__thread_token()) {
         reki__rcu_read_unlock();
         return REKI_EDEADLK;
     }
@@ -148,12 +180,13 @@ static int attempt(struct call *c)
      * handle after reki_stop of its own key, its terminate, its drop): the
      * key frees only when this thread returns, so waiting would hang. */
     reki_pid_t self = reki__tls_current();
-    if (self != 0 && (w == REKI__E_EXITING || reki__word_is_pid(w)) && e->linked == self) {
+    if (self != 0 && (w == REKI__E_EXITING || reki__word_is_pid(w)) &&
+        atomic_load_explicit(&e->linked, memory_order_relaxed) == self) {
         reki__rcu_read_unlock();
         return REKI_EDEADLK;
     }
     if (w == REKI__E_DEAD) {
-        /* Being unlinked right now: the writer lock orders us after it. */
+        /* Reaped: unlinked under the writer lock, which orders us after it. */
         reki__rcu_read_unlock();
         pthread_mutex_lock(&reg->wlock);
         pthread_mutex_unlock(&reg->wlock);

@@ -1,17 +1,29 @@
 /*
- * Registry entries: creation, the link to their actor, death and retirement.
+ * Registry entries: creation, the link to their actor, release to FREE and
+ * retirement.
  *
- * An entry is LIVE from the moment reki__entry_link stores the pid, under
- * the actor's lock, so the actor's exit hooks (run under or after that lock)
- * always see it.  The "marked" hook runs at the exit transition: LIVE ->
- * EXITING and count - 1, so reki_count is exact the moment an actor exits.
- * The "exited" hook runs after terminate returned: EXITING -> DEAD, unlink,
- * wake.  Only then may the key start again (guarantee 1).
+ * An entry outlives its actors.  It is LIVE from the moment
+ * reki__entry_link stores the pid, under the actor's lock, so the actor's
+ * exit hooks (run under or after that lock) always see it.  The "marked"
+ * hook runs at the exit transition: LIVE -> EXITING and count - 1, so
+ * reki_count is exact the moment an actor exits.  The "exited" hook runs
+ * after terminate returned: EXITING -> FREE(g + 1).  Only then may the key
+ * start again (guarantee 1), by one CAS on the same entry.
  *
- * Retirement (the epoch-based reaper): call_rcu, so that no lookup that
- * found the entry in the table still reads it; then ck_hp_free on the
- * runtime's reaper record, so that no waiter blocked on the entry's futex
- * (protected by a hazard pointer, since it must not hold an RCU read-side
+ * Whoever moved the entry out of FREE (the claim's winner) holds it until it
+ * goes back to FREE: the winner through STARTING, then the actor's exit path
+ * through EXITING.  The holder alone writes `gen` and `outcome`; the proc's
+ * lock orders the winner's writes before the exit path's reads.
+ *
+ * The release's tail (wake waiters, the reaper's step, the drain signal of a
+ * closing registry) runs inside an RCU read-side section: reki_registry_free
+ * waits for a grace period after the last FREE store before it frees
+ * anything, so that tail never touches freed memory.
+ *
+ * Retirement (after the reaper unlinked a DEAD entry): call_rcu, so that no
+ * lookup that found the entry in the table still reads it; then ck_hp_free
+ * on the runtime's reaper record, so that no waiter blocked on the entry's
+ * futex (protected by a hazard pointer, since it must not hold a read-side
  * section across a sleep) still holds it.  A stalled waiter delays only the
  * entry it waits on, never the reclamation of anything else.
  */
@@ -34,7 +46,7 @@ static void link_exited(struct reki__hook *h, reki_pid_t pid, int reason)
 {
     (void)pid;
     (void)reason;
-    reki__entry_kill(REKI__CONTAINER_OF(h, struct reki__entry, link), 0);
+    reki__entry_release(REKI__CONTAINER_OF(h, struct reki__entry, link), 0);
 }
 
 struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_t keylen,
@@ -49,12 +61,17 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
     e->hash = h;
     e->reg = reg;
     e->rt = reg->rt;
-    e->owner = reki__thread_token();
+    atomic_init(&e->owner, reki__thread_token());
+    atomic_init(&e->linked, 0);
+    e->gen = 0;
     e->link.marked = link_marked;
     e->link.exited = link_exited;
+    atomic_init(&e->qgen, 0);
+    atomic_init(&e->qtime, 0);
     atomic_init(&e->seq, 0);
     atomic_init(&e->waiters, 0);
     atomic_init(&e->outcome, 0);
+    atomic_init(&e->queued, 0);
     /* release: readers find e through ck_ht (invisible to TSan) and
      * acquire-load word first: everything above happens-before their reads. */
     atomic_store_explicit(&e->word, REKI__E_STARTING, memory_order_release);
@@ -77,11 +94,12 @@ struct link_pub {
 static void link_publish(void *arg)
 {
     struct link_pub *lp = arg;
-    lp->e->linked = lp->pid;
+    atomic_store_explicit(&lp->e->linked, lp->pid, memory_order_relaxed);
+    atomic_store_explicit(&lp->e->owner, NULL, memory_order_relaxed);
     /* release: pairs with lookups' acquire of word; also publishes linked. */
     atomic_store_explicit(&lp->e->word, lp->pid, memory_order_release);
     atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
-    /* Under the actor's lock: its exit hooks, which retire e, wait for us. */
+    /* Under the actor's lock: its exit hooks, which release e, wait for us. */
     reki__entry_changed(lp->e);
 }
 
@@ -98,6 +116,29 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
     return rc;
 }
 
+void reki__entry_release(struct reki__entry *e, int outcome)
+{
+    reki_registry_t *reg = e->reg;
+    uint64_t gen = ++e->gen;
+    atomic_store_explicit(&e->outcome, outcome, memory_order_relaxed);
+    atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
+    reki__rcu_read_lock();
+    /* seq_cst: the key is free from here on.  Release for outcome and gen
+     * (the next claimer's CAS acquires them); seq_cst for the Dekker pair
+     * with reki_registry_free's "closing; grace period; scan words". */
+    atomic_store_explicit(&e->word, REKI__E_FREE_BIT | (gen & REKI__E_GEN_MASK),
+                          memory_order_seq_cst);
+    REKI__YIELD();
+    reki__entry_changed(e);
+    if (atomic_load_explicit(&reg->closing, memory_order_seq_cst)) {
+        atomic_fetch_add_explicit(&reg->drain_seq, 1, memory_order_seq_cst);
+        reki__futex_wake(&reg->drain_seq, INT32_MAX);
+    } else {
+        reki__reaper_note_free(reg, e);
+    }
+    reki__rcu_read_unlock();
+}
+
 static void entry_rcu_cb(struct rcu_head *head)
 {
     reki__rcu_reclaim_acquire();
@@ -109,6 +150,11 @@ static void entry_rcu_cb(struct rcu_head *head)
     reki__rcu_callback_done();
 }
 
+void reki__entry_retire(struct reki__entry *e)
+{
+    reki__call_rcu(&e->rcu, entry_rcu_cb);
+}
+
 void reki__entry_destroy(void *p)
 {
     struct reki__entry *e = p;
@@ -116,22 +162,4 @@ void reki__entry_destroy(void *p)
      * does with e before clearing its hazard pointer (TSan sees this edge). */
     (void)atomic_load_explicit(&e->waiters, memory_order_acquire);
     reki__free(e);
-}
-
-void reki__entry_kill(struct reki__entry *e, int outcome)
-{
-    reki_registry_t *reg = e->reg;
-    atomic_store_explicit(&e->outcome, outcome, memory_order_relaxed);
-    pthread_mutex_lock(&reg->wlock);
-    /* release: the outcome is visible to whoever sees DEAD. */
-    atomic_store_explicit(&e->word, REKI__E_DEAD, memory_order_seq_cst);
-    reki__table_remove(reg, e);
-    if (--reg->entries == 0 && atomic_load_explicit(&reg->closing, memory_order_relaxed))
-        pthread_cond_broadcast(&reg->drained);
-    pthread_mutex_unlock(&reg->wlock);
-    /* reg may be freed from here on (reki_registry_free saw entries drop);
-     * e lives until the grace period after call_rcu, so wake first. */
-    REKI__YIELD();
-    reki__entry_changed(e);
-    reki__call_rcu(&e->rcu, entry_rcu_cb);
 }

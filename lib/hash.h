@@ -1,73 +1,121 @@
 /*
- * The registry's key hash, given to ck_ht as its hash callback and inlined on
- * the lookup path (ck_ht_hash would reach the same function through a
- * pointer, after a call).
+ * The registry's key hash: SipHash-1-3 (Aumasson and Bernstein, "SipHash: a
+ * fast short-input PRF", 2012), keyed per registry with 128 bits from
+ * getrandom(2).
  *
- * Keys are mostly short names, so short keys take one or two unaligned loads
- * and a single 64x64->128 multiply-fold; longer keys fold 16 bytes a round.
- * Every output bit matters to ck_ht (low bits pick the bucket, bits 32..47
- * are memoized beside the key, high bits drive the probe stride), and the
- * final fold mixes all of them.  Seeded per table.
+ * Keys come from clients a server does not trust.  An unkeyed or weakly
+ * seeded hash lets a client pick keys that all land on one probe sequence of
+ * ck_ht, turning every insert and miss into a walk of the whole cluster
+ * (hash flooding).  SipHash is a PRF: without the key, outputs of chosen
+ * inputs are unpredictable, so no key set can be built offline to collide.
+ * 1-3 (one compression round per 8-byte block, three finalization rounds) is
+ * what Python, Rust's std and Redis use for their tables; the generic c-d
+ * form below is also run as 2-4 against the paper's test vectors.
+ *
+ * Every output bit matters to ck_ht: low bits pick the bucket, high bits
+ * drive the probe stride, and the full 64 bits are compared before the key
+ * bytes (the map is not pointer-packed).  Inlined on the lookup path.
  */
 #ifndef REKI_HASH_H
 #define REKI_HASH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#define REKI__H_P0 UINT64_C(0xa0761d6478bd642f)
-#define REKI__H_P1 UINT64_C(0xe7037ed1a0b428db)
-#define REKI__H_P2 UINT64_C(0x8ebc6af09c88c6e3)
+struct reki__hashkey {
+    uint64_t k0, k1;
+};
 
-static inline uint64_t reki__fold(uint64_t a, uint64_t b)
+/* Fill k from the kernel's random pool (getrandom, non-blocking).  Falls back
+ * to a mix of clock, address and cycle counter only if the pool cannot be
+ * read (no getrandom, or not yet initialized early at boot): still distinct
+ * per registry and per process, documented as the weaker case. */
+void reki__hashkey_init(struct reki__hashkey *k);
+
+static inline uint64_t reki__rotl64(uint64_t x, unsigned b)
 {
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
+    return (x << b) | (x >> (64 - b));
 }
 
-static inline uint64_t reki__load64(const unsigned char *p)
+#define REKI__SIPROUND(v0, v1, v2, v3) \
+    do {                               \
+        v0 += v1;                      \
+        v1 = reki__rotl64(v1, 13);     \
+        v1 ^= v0;                      \
+        v0 = reki__rotl64(v0, 32);     \
+        v2 += v3;                      \
+        v3 = reki__rotl64(v3, 16);     \
+        v3 ^= v2;                      \
+        v0 += v3;                      \
+        v3 = reki__rotl64(v3, 21);     \
+        v3 ^= v0;                      \
+        v2 += v1;                      \
+        v1 = reki__rotl64(v1, 17);     \
+        v1 ^= v2;                      \
+        v2 = reki__rotl64(v2, 32);     \
+    } while (0)
+
+static inline uint64_t reki__load64le(const unsigned char *p)
 {
     uint64_t v;
     memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
-static inline uint64_t reki__load32(const unsigned char *p)
+/* The last 0..7 bytes, little-endian, in the low bits. */
+static inline uint64_t reki__load_tail(const unsigned char *p, size_t n)
 {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static inline uint64_t reki__hash(const void *key, size_t len, uint64_t seed)
-{
-    const unsigned char *p = key;
-    uint64_t a, b;
-    seed ^= REKI__H_P0;
-    if (len <= 16) {
-        if (len >= 8) {
-            a = reki__load64(p);
-            b = reki__load64(p + len - 8);
-        } else if (len >= 4) {
-            a = reki__load32(p);
-            b = reki__load32(p + len - 4);
-        } else if (len > 0) {
-            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[len >> 1] << 8) | p[len - 1];
-            b = 0;
-        } else {
-            a = b = 0;
-        }
-    } else {
-        size_t i = len;
-        while (i > 16) {
-            seed = reki__fold(reki__load64(p) ^ REKI__H_P1, reki__load64(p + 8) ^ seed);
-            p += 16;
-            i -= 16;
-        }
-        a = reki__load64(p + i - 16);
-        b = reki__load64(p + i - 8);
+    uint64_t v = 0;
+    switch (n) {
+    case 7: v |= (uint64_t)p[6] << 48; /* fall through */
+    case 6: v |= (uint64_t)p[5] << 40; /* fall through */
+    case 5: v |= (uint64_t)p[4] << 32; /* fall through */
+    case 4: v |= (uint64_t)p[3] << 24 | (uint64_t)p[2] << 16 | (uint64_t)p[1] << 8 | p[0]; break;
+    case 3: v |= (uint64_t)p[2] << 16; /* fall through */
+    case 2: v |= (uint64_t)p[1] << 8;  /* fall through */
+    case 1: v |= p[0];                 /* fall through */
+    default: break;
     }
-    return reki__fold(REKI__H_P1 ^ len, reki__fold(a ^ REKI__H_P1, b ^ seed) ^ REKI__H_P2);
+    return v;
+}
+
+/* SipHash-c-d of (p, n) under k; c and d are compile-time constants at every
+ * call, so the round loops unroll. */
+static inline uint64_t reki__siphash(const struct reki__hashkey *k, const void *data, size_t n,
+                                     unsigned c, unsigned d)
+{
+    const unsigned char *p = data;
+    uint64_t v0 = k->k0 ^ UINT64_C(0x736f6d6570736575);
+    uint64_t v1 = k->k1 ^ UINT64_C(0x646f72616e646f6d);
+    uint64_t v2 = k->k0 ^ UINT64_C(0x6c7967656e657261);
+    uint64_t v3 = k->k1 ^ UINT64_C(0x7465646279746573);
+    const unsigned char *end = p + (n & ~(size_t)7);
+    for (; p != end; p += 8) {
+        uint64_t m = reki__load64le(p);
+        v3 ^= m;
+        for (unsigned i = 0; i < c; i++)
+            REKI__SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+    uint64_t b = ((uint64_t)n << 56) | reki__load_tail(p, n & 7);
+    v3 ^= b;
+    for (unsigned i = 0; i < c; i++)
+        REKI__SIPROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    for (unsigned i = 0; i < d; i++)
+        REKI__SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The registry's hash: SipHash-1-3. */
+static inline uint64_t reki__hash(const struct reki__hashkey *k, const void *key, size_t len)
+{
+    return reki__siphash(k, key, len, 1, 3);
 }
 
 #endif /* REKI_HASH_H */

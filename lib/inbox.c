@@ -105,10 +105,26 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
     }
 }
 
+void reki__inbox_exited(struct reki__proc *p)
+{
+    /* Inside a read-side section: p is retired (call_rcu) once the owner
+     * sees `finished`, and freed only after this section. */
+    reki__rcu_read_lock();
+    /* release: pairs with inbox_release's acquire; the exit path (monitors,
+     * links) happens-before the proc is retired. */
+    atomic_store_explicit(&p->finished, 1, memory_order_release);
+    reki__futex_wake(&p->finished, INT32_MAX);
+    reki__rcu_read_unlock();
+}
+
 static void inbox_release(reki_inbox_t *in)
 {
     struct reki__proc *p = in->p;
     reki__kill_pid(p->rt, p->pid, REKI_EXIT_NORMAL);
+    /* Whoever killed the pid runs its exit path (monitors may block, and
+     * call back in): wait for it before the proc goes. */
+    while (!atomic_load_explicit(&p->finished, memory_order_acquire))
+        reki__futex_wait(&p->finished, 0, NULL);
     reki__mbox_drain(p);
     reki__proc_retire(p); /* late senders' messages are dropped after a grace period */
     reki__free(in);

@@ -116,6 +116,8 @@ void reki__rcu_reclaim_acquire(void);
 void reki__rcu_callback_done(void);
 void reki__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *));
 void reki__rcu_barrier(void);
+/* Wait for a grace period (not inside a read-side section). */
+void reki__rcu_synchronize(void);
 
 /* ------------------------------------------------------------- pids -- */
 
@@ -170,9 +172,8 @@ void reki__pid_release(struct reki__pidtab *t, reki_pid_t pid);
 /* The proc of a live pid, or NULL.  Caller is in an RCU read-side section. */
 struct reki__proc *reki__pid_resolve(struct reki__pidtab *t, reki_pid_t pid);
 bool reki__pid_alive(struct reki__pidtab *t, reki_pid_t pid);
-/* Call fn on every live proc (inside one RCU read-side section). */
-void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(struct reki__proc *, void *),
-                            void *arg);
+/* Call fn on every pid alive when its slot is read (no read-side section). */
+void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(reki_pid_t, void *), void *arg);
 
 /* --------------------------------------------------------- procs -- */
 
@@ -205,7 +206,8 @@ struct reki__proc {
     _Atomic int32_t reason; /* REKI__ALIVE, or the exit reason once exited */
     reki__spin_t lock;      /* exit transition, hook lists */
     uint8_t kind;
-    uint8_t no_terminate; /* init failed: the actor never lived */
+    uint8_t no_terminate;      /* init failed: the actor never lived */
+    _Atomic uint32_t finished; /* inbox: its exit path has run (futex) */
     reki_pid_t pid;
     reki_rt_t *rt;
     reki_next_t (*handle)(void *, void *, reki_pid_t);
@@ -335,6 +337,8 @@ void reki__list_del(struct reki__list *n);
 
 /* inbox.c */
 void reki__inbox_free_all(reki_rt_t *rt);
+/* The inbox proc's exit path has finished (its last use of p). */
+void reki__inbox_exited(struct reki__proc *p);
 
 /* registry.c */
 void reki__registry_free_all(reki_rt_t *rt);

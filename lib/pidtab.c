@@ -146,21 +146,18 @@ bool reki__pid_alive(struct reki__pidtab *t, reki_pid_t pid)
     return s && atomic_load_explicit(&s->live, memory_order_acquire) == pid;
 }
 
-void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(struct reki__proc *, void *),
-                            void *arg)
+void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(reki_pid_t, void *), void *arg)
 {
     pthread_mutex_lock(&t->lock);
     uint32_t n = t->next;
     pthread_mutex_unlock(&t->lock);
-    reki__rcu_read_lock();
+    /* Slots never move or go away before the table: no read-side section
+     * is needed to read them, and fn (which may run user code) runs outside
+     * any.  fn gets the pid, which it resolves again itself. */
     for (uint32_t i = 0; i < n; i++) {
         struct reki__slot *s = slot_of(t, i);
         uint64_t live = atomic_load_explicit(&s->live, memory_order_acquire);
-        if (live == 0 || (live & REKI__DEAD_BIT))
-            continue;
-        struct reki__proc *p = atomic_load_explicit(&s->proc, memory_order_relaxed);
-        if (p)
-            fn(p, arg);
+        if (live != 0 && !(live & REKI__DEAD_BIT))
+            fn(live, arg);
     }
-    reki__rcu_read_unlock();
 }

@@ -62,4 +62,11 @@ void reki__call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
 void reki__rcu_barrier(void)
 {
     urcu_bp_barrier();
+    HB_ACQUIRE();
+}
+
+void reki__rcu_synchronize(void)
+{
+    urcu_bp_synchronize_rcu();
+    HB_ACQUIRE();
 }

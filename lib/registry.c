@@ -27,22 +27,21 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
     if (!reg)
         return REKI_ENOMEM;
     reg->rt = rt;
-    if (!reki__table_init(reg, opts ? opts->capacity : 0)) {
+    int rc = reki__table_init(reg, opts ? opts->capacity : 0);
+    if (rc != REKI_OK) {
         reki__free(reg);
-        return REKI_ENOMEM;
+        return rc;
     }
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&reg->wlock, &ma);
     pthread_mutexattr_destroy(&ma);
-    if (reki__cond_init(&reg->drained) != REKI_OK) {
-        reki__table_destroy(reg);
-        reki__free(reg);
-        return REKI_ENOMEM;
-    }
+    reki__reaper_init(reg);
     atomic_init(&reg->count, 0);
     atomic_init(&reg->closing, 0);
+    atomic_init(&reg->iterating, 0);
+    atomic_init(&reg->drain_seq, 0);
     /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
      * the lock to free the listed registries, so none is added after. */
     pthread_mutex_lock(&rt->objs_lock);
@@ -51,7 +50,7 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
         reki__list_add(&rt->registries, &reg->node);
     pthread_mutex_unlock(&rt->objs_lock);
     if (closed) {
-        pthread_cond_destroy(&reg->drained);
+        reki__reaper_destroy(reg);
         pthread_mutex_destroy(&reg->wlock);
         reki__table_destroy(reg);
         reki__free(reg);
@@ -62,60 +61,70 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
 }
 
 /* Every entry of reg, taken under wlock, into a fresh array (caller frees).
- * The caller is inside an RCU read-side section, begun before the snapshot,
- * so every entry stays readable until it leaves. */
+ * The caller pins the entries first (iterating, or closing): the reaper
+ * unlinks none of them while pinned, so they stay valid without a read-side
+ * section. */
 static int snapshot(reki_registry_t *reg, struct reki__entry ***out, size_t *n)
 {
     pthread_mutex_lock(&reg->wlock);
-    size_t cap = reg->entries;
+    size_t cap = atomic_load_explicit(&reg->entries, memory_order_relaxed);
     struct reki__entry **arr = reki__malloc((cap ? cap : 1) * sizeof(*arr));
     if (!arr) {
         pthread_mutex_unlock(&reg->wlock);
         return REKI_ENOMEM;
     }
-    *n = reki__table_snapshot(reg, arr, cap);
+    size_t k = 0;
+    for (struct reki__list *l = reg->all.next; l != &reg->all && k < cap; l = l->next)
+        arr[k++] = REKI__CONTAINER_OF(l, struct reki__entry, all);
     pthread_mutex_unlock(&reg->wlock);
     *out = arr;
+    *n = k;
     return REKI_OK;
 }
 
-/* Stop every registered actor; an allocation failure just means a retry. */
-static void stop_all(reki_registry_t *reg)
+/* Closing: no entry is inserted or reaped any more (both check closing
+ * under wlock), so `all` is stable and walked without the lock.  Stop every
+ * live actor; true once every entry is FREE. */
+static bool stop_all(reki_registry_t *reg)
 {
-    struct reki__entry **arr;
-    size_t n;
-    reki__rcu_read_lock();
-    while (snapshot(reg, &arr, &n) != REKI_OK) {
-        reki__rcu_read_unlock();
-        sched_yield();
-        reki__rcu_read_lock();
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t w = atomic_load_explicit(&arr[i]->word, memory_order_acquire);
+    bool drained = true;
+    for (struct reki__list *l = reg->all.next; l != &reg->all; l = l->next) {
+        struct reki__entry *e = REKI__CONTAINER_OF(l, struct reki__entry, all);
+        uint64_t w = atomic_load_explicit(&e->word, memory_order_seq_cst);
         if (reki__word_is_pid(w))
             reki__kill_pid(reg->rt, w, REKI_EXIT_SHUTDOWN);
+        if (!reki__word_is_free(w))
+            drained = false;
     }
-    reki__rcu_read_unlock();
-    reki__free(arr);
+    return drained;
 }
 
 static void registry_destroy(reki_registry_t *reg)
 {
     atomic_store_explicit(&reg->closing, 1, memory_order_seq_cst);
+    /* Every claim that did not see closing has made its CAS or insert, and
+     * every reaper step that did not see it has ended. */
+    reki__rcu_synchronize();
     for (;;) {
-        stop_all(reg);
-        pthread_mutex_lock(&reg->wlock);
+        uint32_t seq = atomic_load_explicit(&reg->drain_seq, memory_order_seq_cst);
+        if (stop_all(reg))
+            break;
         struct timespec ts;
         reki__deadline(&ts, 20);
-        while (reg->entries > 0 && pthread_cond_timedwait(&reg->drained, &reg->wlock, &ts) == 0)
-            ;
-        bool done = reg->entries == 0;
-        pthread_mutex_unlock(&reg->wlock);
-        if (done)
-            break;
+        reki__futex_wait(&reg->drain_seq, seq, &ts);
+    }
+    /* Every entry is FREE: the releases' tails (read-side sections) end
+     * within a grace period, and the messages that raced the actors' exits
+     * reach their drop (which may still call reki_lookup on reg) at the
+     * barrier. */
+    reki__rcu_synchronize();
+    reki__rcu_barrier();
+    for (struct reki__list *l = reg->all.next, *next; l != &reg->all; l = next) {
+        next = l->next;
+        reki__free(REKI__CONTAINER_OF(l, struct reki__entry, all));
     }
     reki__table_destroy(reg);
-    pthread_cond_destroy(&reg->drained);
+    reki__reaper_destroy(reg);
     pthread_mutex_destroy(&reg->wlock);
     reki__free(reg);
 }
@@ -176,17 +185,20 @@ int reki_foreach(reki_registry_t *reg,
     struct reki__entry **arr;
     size_t n;
     int rc = REKI_OK;
-    reki__rcu_read_lock();
+    /* seq_cst: the reaper checks it under wlock, which the snapshot takes
+     * after: no entry in the snapshot is unlinked until we unpin. */
+    atomic_fetch_add_explicit(&reg->iterating, 1, memory_order_seq_cst);
     if (snapshot(reg, &arr, &n) != REKI_OK) {
-        reki__rcu_read_unlock();
+        atomic_fetch_sub_explicit(&reg->iterating, 1, memory_order_seq_cst);
         return REKI_ENOMEM;
     }
+    /* fn runs outside any read-side section: it may block, or call back in. */
     for (size_t i = 0; i < n && rc == REKI_OK; i++) {
         uint64_t w = atomic_load_explicit(&arr[i]->word, memory_order_acquire);
         if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w))
             rc = fn(arr[i]->key, arr[i]->keylen, w, arg);
     }
-    reki__rcu_read_unlock();
+    atomic_fetch_sub_explicit(&reg->iterating, 1, memory_order_seq_cst);
     reki__free(arr);
     return rc;
 }

@@ -1,15 +1,23 @@
 /*
  * Private declarations of the registry: the table, its entries and their
- * state machine (see docs/design.md for the full diagram).
+ * state machine (docs/design.md has the full diagram and the proofs).
  *
- *   entry->word:  STARTING --start ok--> pid (LIVE) --exit transition--> EXITING
- *                    |                                                     |
- *                    +--start failed / dead pid--> DEAD <--terminate done--+
+ *   entry->word:
+ *                 claim CAS (one winner)          link (under the actor's lock)
+ *   FREE(g) ----------------------------> STARTING ------------------------> pid (LIVE)
+ *     ^  ^                                   |                                  |
+ *     |  +---- start failed / dead pid ------+                                  | exit transition
+ *     |        (outcome = error)                                                v
+ *     +------------------- terminate returned ------------------------------ EXITING
+ *     |
+ *     +--- reaper CAS FREE(g) -> DEAD, unlink (under wlock) --> call_rcu --> ck_hp_free
  *
- * DEAD entries are unlinked from the table in the same writer-lock hold that
- * stores DEAD, then retired: freed after an RCU grace period (lookups) and
- * once no hazard pointer (waiters) names them.  An entry never leaves DEAD,
- * so a key's next actor always gets a fresh entry.
+ * A key seen before keeps its entry: the next start of that key is one CAS
+ * FREE(g) -> STARTING, with no lock, no allocation and no table write.  Only
+ * a key with no entry is inserted, under the writer lock (ck_ht has one
+ * writer).  FREE carries a generation g, bumped at every FREE store, so the
+ * reaper's CAS FREE(g) -> DEAD fails for an entry that was used meanwhile,
+ * whatever state it went back to.
  */
 #ifndef REKI_REGISTRY_H
 #define REKI_REGISTRY_H
@@ -20,21 +28,30 @@
 #define REKI__E_STARTING UINT64_C(1)
 #define REKI__E_EXITING UINT64_C(2)
 #define REKI__E_DEAD UINT64_C(3)
+/* FREE(g) = FREE_BIT | g.  Pids never have bit 63 set (internal.h). */
+#define REKI__E_FREE_BIT (UINT64_C(1) << 63)
+#define REKI__E_GEN_MASK (REKI__E_FREE_BIT - 1)
 
 /* Cold fields first, so that the word a lookup reads shares a cache line
  * with the key bytes ck_ht has just compared. */
 struct reki__entry {
     struct rcu_head rcu;
     ck_hp_hazard_t hazard;
-    struct reki__hook link; /* on the actor's exit hooks while LIVE */
+    struct reki__hook link;     /* on the actor's exit hooks while LIVE */
+    struct reki__list all;      /* reg->all, under wlock */
+    struct cds_wfcq_node rnode; /* the reaper's queue */
     reki_registry_t *reg;
     reki_rt_t *rt;
-    const void *owner; /* thread token of the starter, while STARTING */
-    reki_pid_t linked; /* the pid once linked (stays after EXITING) */
+    _Atomic(const void *) owner; /* thread token of the starter, while STARTING */
+    _Atomic uint64_t linked;     /* the pid once linked (stays after EXITING) */
+    uint64_t gen;                /* this incarnation's generation (owned by the holder) */
     ck_ht_hash_t hash;
+    _Atomic uint64_t qgen;    /* generation when queued for the reaper */
+    _Atomic uint64_t qtime;   /* coarse ms when queued */
     _Atomic uint32_t seq;     /* futex: bumped after every change of word */
     _Atomic uint32_t waiters; /* callers blocked on seq (skip the wake syscall) */
-    _Atomic int outcome;      /* why it went DEAD: a start's error, or 0 */
+    _Atomic int outcome;      /* why the last start failed, or 0 */
+    _Atomic uint8_t queued;   /* on the reaper's queue */
     uint32_t keylen;
     /* A state above, or the pid of a live actor: the exit transition moves it
      * to EXITING before the pid slot dies, so a pid read here was alive. */
@@ -42,43 +59,86 @@ struct reki__entry {
     unsigned char key[];
 };
 
+/* One ck_ht and the size of its map as ck sizes it (a power of two). */
+struct reki__table {
+    ck_ht_t ht;
+    size_t capacity;
+    size_t removed; /* tombstones left by removals since it was built */
+    struct rcu_head rcu;
+};
+
 struct reki_registry {
     reki_rt_t *rt;
-    ck_ht_t ht;
-    pthread_mutex_t wlock;  /* serializes ck_ht writers; never held across user code */
-    pthread_cond_t drained; /* with wlock: reki_registry_free waits for entries == 0 */
-    size_t entries;         /* entries in ht (under wlock) */
-    size_t gc_removed;      /* removals since the last ck_ht_gc (under wlock) */
-    size_t gc_capacity;     /* slots in ht's map, as ck_ht sizes it (under wlock) */
-    _Atomic size_t count;   /* live registered actors */
-    _Atomic int closing;
+    struct reki__hashkey hkey; /* SipHash key, from getrandom */
+    /* Readers acquire-load tab inside a read-side section.  The writer
+     * replaces it (incremental rebuild, table.c); the old one is freed after
+     * a grace period. */
+    _Atomic(struct reki__table *) tab;
+    pthread_mutex_t wlock;      /* the ck_ht writer; never held across user code */
+    struct reki__table *next;   /* rebuild target (under wlock), or NULL */
+    struct reki__list *cursor;  /* rebuild position in `all` (under wlock) */
+    struct reki__list all;      /* every entry in tab (under wlock) */
+    size_t min_capacity;        /* maps never shrink below this */
+    _Atomic size_t entries;     /* entries in tab; written under wlock */
+    _Atomic size_t capacity;    /* tab's capacity; written under wlock */
+    _Atomic size_t count;       /* live registered actors */
+    _Atomic int closing;        /* reki_registry_free has begun */
+    _Atomic int iterating;      /* reki_foreach calls running: the reaper waits */
+    _Atomic uint32_t drain_seq; /* futex: bumped at FREE stores while closing */
+    /* The reaper (reaper.c): entries that went FREE, oldest first. */
+    pthread_mutex_t rlock; /* the queue's single dequeuer (trylock) */
+    struct __cds_wfcq_head rq_head;
+    struct cds_wfcq_tail rq_tail;
     struct reki__list node; /* rt->registries */
 };
 
 static inline bool reki__word_is_pid(uint64_t w)
 {
-    return w >= REKI__PID_MIN;
+    return w - REKI__PID_MIN < REKI__E_FREE_BIT - REKI__PID_MIN;
 }
 
-/* table.c */
-bool reki__table_init(reki_registry_t *reg, size_t capacity);
+static inline bool reki__word_is_free(uint64_t w)
+{
+    return (w & REKI__E_FREE_BIT) != 0;
+}
+
+/* ------------------------------------------------------------ table.c -- */
+
+/* Most keys a registry may be sized for: the most actors one runtime holds. */
+#define REKI__CAPACITY_MAX ((size_t)1 << REKI__IDX_BITS)
+
+int reki__table_init(reki_registry_t *reg, size_t capacity);
 void reki__table_destroy(reki_registry_t *reg);
 static inline void reki__table_hash(reki_registry_t *reg, const void *key, size_t keylen,
                                     ck_ht_hash_t *h)
 {
-    h->value = reki__hash(key, keylen, reg->ht.seed);
+    h->value = reki__hash(&reg->hkey, key, keylen);
 }
 
-/* The entry under key, or NULL.  Inside an RCU read-side section, or under wlock. */
+struct reki__entry *reki__table_get_aliased(struct reki__table *t, ck_ht_hash_t h, const void *key,
+                                            size_t keylen);
+
+/* The entry under key, or NULL.  Inside an RCU read-side section, or under
+ * wlock.  Matches on equal length and equal bytes only: ck_ht takes a slot
+ * whose stored key pointer equals the probe's pointer before it compares
+ * lengths, so a caller holding an entry's own key buffer (reki_foreach's fn)
+ * and asking for a prefix of it would get that entry.  ck's match is then
+ * re-checked by length, and an aliased probe is redone on a copy. */
 static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_hash_t h,
                                                   const void *key, size_t keylen)
 {
+    /* acquire: pairs with the release that published the table. */
+    struct reki__table *t = atomic_load_explicit(&reg->tab, memory_order_acquire);
     ck_ht_entry_t ent;
     ck_ht_entry_key_set(&ent, key, (uint16_t)keylen);
-    if (!ck_ht_get_spmc(&reg->ht, h, &ent))
+    if (!ck_ht_get_spmc(&t->ht, h, &ent))
         return NULL;
-    return ck_ht_entry_value(&ent);
+    struct reki__entry *e = ck_ht_entry_value(&ent);
+    if (REKI__UNLIKELY(e->keylen != keylen))
+        return reki__table_get_aliased(t, h, key, keylen);
+    return e;
 }
+
 /* The read path shared by reki_lookup and reki_lookup_or_start's hit: one
  * probe, one acquire load of the entry word (pairs with link_publish's
  * release).  A pid there was alive at that load, which is the linearization
@@ -96,20 +156,32 @@ static inline bool reki__table_hit(reki_registry_t *reg, ck_ht_hash_t h, const v
     return true;
 }
 
-/* Under wlock.  false: out of memory. */
+/* Under wlock.  false: out of memory (nothing changed). */
 bool reki__table_put(reki_registry_t *reg, struct reki__entry *e);
 void reki__table_remove(reki_registry_t *reg, struct reki__entry *e);
-/* Under wlock: up to max entries into out; returns how many. */
-size_t reki__table_snapshot(reki_registry_t *reg, struct reki__entry **out, size_t max);
 
-/* entry.c */
+/* ------------------------------------------------------------ entry.c -- */
+
 struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_t keylen,
                                     ck_ht_hash_t h);
 /* Link a started pid to e (publishes LIVE) or REKI_EDEAD. */
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
-/* Store DEAD with outcome, unlink, wake waiters, retire.  Not under wlock. */
-void reki__entry_kill(struct reki__entry *e, int outcome);
+/* STARTING or EXITING -> FREE(gen + 1) with outcome, then wake waiters and
+ * let the reaper see it.  Called by the entry's holder, with no lock held. */
+void reki__entry_release(struct reki__entry *e, int outcome);
 /* Wake whoever waits on e after its word changed. */
 void reki__entry_changed(struct reki__entry *e);
+/* After a grace period and once no hazard pointer names e: free it. */
+void reki__entry_retire(struct reki__entry *e);
+
+/* ----------------------------------------------------------- reaper.c -- */
+
+void reki__reaper_init(reki_registry_t *reg);
+void reki__reaper_destroy(reki_registry_t *reg);
+/* e just went FREE: queue it (once) and do a bounded step of reaping. */
+void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e);
+/* A bounded step: unlink entries that stayed FREE, while the registry holds
+ * more than its budget or they are older than the reaper's epoch. */
+void reki__reaper_step(reki_registry_t *reg);
 
 #endif /* REKI_REGISTRY_H */

@@ -5,10 +5,13 @@
  * Shutdown: set `shutdown` (new spawns fail; a spawn already past its check
  * is counted in live_procs and re-checks after publishing its pid), then exit
  * every live proc with REKI_EXIT_SHUTDOWN and wait for every exit path to
- * finish, re-sweeping in case a callback spawned meanwhile.  Only then are
- * registries and inboxes freed, workers and dedicated threads joined, and the
- * RCU callbacks of this runtime (proc and entry reclamation, late messages'
- * drops) flushed with rcu_barrier before the memory goes.
+ * finish, re-sweeping in case a callback spawned meanwhile.  Then the RCU
+ * callbacks run (rcu_barrier): messages that raced an exit go to their drop,
+ * which may still call reki_lookup or send to an inbox.  Then inboxes are
+ * freed (their unreceived messages dropped), the callbacks run again, and
+ * only then are registries freed, workers and dedicated threads joined, and
+ * the last callbacks (entry and table reclamation) flushed before the memory
+ * goes.  No user callback runs inside a read-side section at any step.
  */
 #include <string.h>
 #include <unistd.h>
@@ -108,10 +111,9 @@ fail_rt:
     return rc;
 }
 
-static void shutdown_one(struct reki__proc *p, void *arg)
+static void shutdown_one(reki_pid_t pid, void *arg)
 {
-    reki_rt_t *rt = arg;
-    reki__kill_pid(rt, p->pid, REKI_EXIT_SHUTDOWN);
+    reki__kill_pid(arg, pid, REKI_EXIT_SHUTDOWN);
 }
 
 static void stop_all_procs(reki_rt_t *rt)
@@ -137,8 +139,13 @@ void reki_rt_free(reki_rt_t *rt)
     if (!rt)
         return;
     stop_all_procs(rt);
-    reki__registry_free_all(rt);
+    /* Messages that raced an exit reach their drop in RCU callbacks: let
+     * them run while the registries and inboxes they may call still exist,
+     * then the inboxes' own drops, and only then free the registries. */
+    reki__rcu_barrier();
     reki__inbox_free_all(rt);
+    reki__rcu_barrier();
+    reki__registry_free_all(rt);
     reki__sched_stop(rt);
     reki__dedicated_reap(rt, true);
     /* Runs every reclamation callback queued so far, ours included. */

@@ -1,0 +1,159 @@
+/*
+ * The reaper: unlinks registry entries that stayed FREE, and frees them once
+ * no reader can hold them.
+ *
+ * An entry that goes FREE is queued once (its `queued` flag) on the
+ * registry's wait-free queue (liburcu wfcqueue: the releasing thread's
+ * enqueue is one exchange), oldest first, with the generation it was freed
+ * at.  The queue is the reaper's epoch: an entry reaches the head only after
+ * every entry freed before it was looked at.  At the head:
+ *   - not FREE (claimed again): dropped from the queue; it is queued again
+ *     at its next FREE;
+ *   - FREE at another generation (used and freed again while queued): a
+ *     second chance, back to the tail with the new generation;
+ *   - FREE at the same generation, so it stayed FREE for a whole epoch: it
+ *     is reaped if the registry holds more entries than its budget (5/16 of
+ *     the map, below the 3/8 at which the table grows) or it has been FREE
+ *     for REAP_AGE_MS; otherwise the step ends (everything behind is younger).
+ * Reaping is a CAS FREE(g) -> DEAD under the writer lock, then ck_ht removal:
+ * a claimer that read FREE(g) and loses the race sees DEAD, takes the writer
+ * lock once (ordering it after the removal) and inserts a fresh entry.  The
+ * entry is freed after an RCU grace period (no lookup still reads it) and
+ * once no hazard pointer names it (no waiter sleeps on it): entry.c.
+ *
+ * Who runs it: the thread that frees an entry (the actor's exit path, on a
+ * worker or dedicated thread, or a failed start's caller), and the thread
+ * that inserts a new key, each for one bounded step (REAP_STEP entries, one
+ * writer-lock hold), if no other thread is reaping (trylock).  So a registry
+ * keeps pace with its own churn and costs nothing when idle, and no step
+ * scans the table.  A running reki_foreach pins every entry (the reaper
+ * waits), and reki_registry_free stops it.
+ */
+#include <time.h>
+
+#include "registry.h"
+
+#define REAP_STEP 16u
+#define REAP_AGE_MS 1000u
+
+void reki__reaper_init(reki_registry_t *reg)
+{
+    pthread_mutex_init(&reg->rlock, NULL);
+    __cds_wfcq_init(&reg->rq_head, &reg->rq_tail);
+}
+
+void reki__reaper_destroy(reki_registry_t *reg)
+{
+    pthread_mutex_destroy(&reg->rlock);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void enqueue(reki_registry_t *reg, struct reki__entry *e, uint64_t gen)
+{
+    atomic_store_explicit(&e->qgen, gen, memory_order_relaxed);
+    atomic_store_explicit(&e->qtime, now_ms(), memory_order_relaxed);
+    cds_wfcq_node_init(&e->rnode);
+    cds_wfcq_enqueue(&reg->rq_head, &reg->rq_tail, &e->rnode);
+}
+
+/* Queue e if it is FREE and not queued.  seq_cst on both sides: Dekker with
+ * give_back's "queued = 0; load word". */
+static void queue_if_free(reki_registry_t *reg, struct reki__entry *e)
+{
+    uint64_t w = atomic_load_explicit(&e->word, memory_order_seq_cst);
+    if (reki__word_is_free(w) && !atomic_exchange_explicit(&e->queued, 1, memory_order_seq_cst))
+        enqueue(reg, e, w & REKI__E_GEN_MASK);
+}
+
+static void give_back(reki_registry_t *reg, struct reki__entry *e)
+{
+    atomic_store_explicit(&e->queued, 0, memory_order_seq_cst);
+    queue_if_free(reg, e);
+}
+
+void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
+{
+    queue_if_free(reg, e);
+    reki__reaper_step(reg);
+}
+
+static bool over_budget(reki_registry_t *reg, size_t pending)
+{
+    size_t n = atomic_load_explicit(&reg->entries, memory_order_relaxed);
+    size_t cap = atomic_load_explicit(&reg->capacity, memory_order_relaxed);
+    return n - pending > cap / 16 * 5;
+}
+
+/* Under rlock: CAS each of batch to DEAD and unlink it, or give it back. */
+static void reap(reki_registry_t *reg, struct reki__entry **batch, size_t n)
+{
+    struct reki__entry *kept[REAP_STEP];
+    size_t k = 0, nkept = 0;
+    pthread_mutex_lock(&reg->wlock);
+    bool hold = atomic_load_explicit(&reg->closing, memory_order_seq_cst) ||
+                atomic_load_explicit(&reg->iterating, memory_order_seq_cst);
+    for (size_t i = 0; i < n; i++) {
+        struct reki__entry *e = batch[i];
+        uint64_t expect = REKI__E_FREE_BIT | atomic_load_explicit(&e->qgen, memory_order_relaxed);
+        /* acq_rel: acquires the last holder's writes; the claimers' CAS on
+         * the same word is the other side. */
+        if (!hold &&
+            atomic_compare_exchange_strong_explicit(&e->word, &expect, REKI__E_DEAD,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            reki__table_remove(reg, e);
+            batch[k++] = e;
+        } else {
+            kept[nkept++] = e;
+        }
+    }
+    pthread_mutex_unlock(&reg->wlock);
+    for (size_t i = 0; i < k; i++) {
+        reki__entry_changed(batch[i]); /* a caller that saw FREE goes round */
+        reki__entry_retire(batch[i]);
+    }
+    for (size_t i = 0; i < nkept; i++)
+        give_back(reg, kept[i]);
+}
+
+/* Look at the head; false when the step should end there. */
+static bool examine(reki_registry_t *reg, struct reki__entry **batch, size_t *n, uint64_t now)
+{
+    struct cds_wfcq_node *node = __cds_wfcq_first_nonblocking(&reg->rq_head, &reg->rq_tail);
+    if (!node || node == CDS_WFCQ_WOULDBLOCK)
+        return false;
+    struct reki__entry *e = REKI__CONTAINER_OF(node, struct reki__entry, rnode);
+    uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
+    uint64_t qgen = atomic_load_explicit(&e->qgen, memory_order_relaxed);
+    if (reki__word_is_free(w) && (w & REKI__E_GEN_MASK) == qgen && !over_budget(reg, *n) &&
+        now - atomic_load_explicit(&e->qtime, memory_order_relaxed) < REAP_AGE_MS)
+        return false; /* young and within budget: so is everything behind it */
+    __cds_wfcq_dequeue_nonblocking(&reg->rq_head, &reg->rq_tail);
+    if (!reki__word_is_free(w))
+        give_back(reg, e); /* in use: queued again at its next FREE */
+    else if ((w & REKI__E_GEN_MASK) != qgen)
+        enqueue(reg, e, w & REKI__E_GEN_MASK); /* used meanwhile: second chance */
+    else
+        batch[(*n)++] = e;
+    return true;
+}
+
+void reki__reaper_step(reki_registry_t *reg)
+{
+    if (atomic_load_explicit(&reg->closing, memory_order_relaxed) ||
+        pthread_mutex_trylock(&reg->rlock) != 0)
+        return;
+    struct reki__entry *batch[REAP_STEP];
+    size_t n = 0;
+    uint64_t now = now_ms();
+    for (unsigned i = 0; i < REAP_STEP && examine(reg, batch, &n, now); i++)
+        ;
+    if (n > 0)
+        reap(reg, batch, n);
+    pthread_mutex_unlock(&reg->rlock);
+}
