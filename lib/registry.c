@@ -177,6 +177,18 @@ size_t reki_count(const reki_registry_t *reg)
     return reg ? atomic_load_explicit(&reg->count, memory_order_relaxed) : 0;
 }
 
+int reki_registry_stats(const reki_registry_t *reg, reki_registry_stats_t *out)
+{
+    if (!reg || !out)
+        return REKI_EINVAL;
+    out->live = atomic_load_explicit(&reg->count, memory_order_relaxed);
+    out->entries = atomic_load_explicit(&reg->entries, memory_order_relaxed);
+    out->capacity = atomic_load_explicit(&reg->capacity, memory_order_relaxed);
+    out->reaped = atomic_load_explicit(&reg->reaped, memory_order_relaxed);
+    out->rebuilds = atomic_load_explicit(&reg->rebuilds, memory_order_relaxed);
+    return REKI_OK;
+}
+
 int reki_foreach(reki_registry_t *reg,
                  int (*fn)(const void *key, size_t keylen, reki_pid_t pid, void *arg), void *arg)
 {

@@ -85,6 +85,9 @@ struct reki_registry {
     _Atomic int closing;        /* reki_registry_free has begun */
     _Atomic int iterating;      /* reki_foreach calls running: the reaper waits */
     _Atomic uint32_t drain_seq; /* futex: bumped at FREE stores while closing */
+    bool reap_eager;            /* REKI_DEBUG_REAP: reap every entry that stays FREE */
+    _Atomic uint64_t reaped;    /* written under wlock */
+    _Atomic uint64_t rebuilds;  /* written under wlock */
     /* The reaper (reaper.c): entries that went FREE, oldest first. */
     pthread_mutex_t rlock; /* the queue's single dequeuer (trylock) */
     struct __cds_wfcq_head rq_head;
@@ -105,7 +108,8 @@ static inline bool reki__word_is_free(uint64_t w)
 /* ------------------------------------------------------------ table.c -- */
 
 /* Most keys a registry may be sized for: the most actors one runtime holds. */
-#define REKI__CAPACITY_MAX ((size_t)1 << REKI__IDX_BITS)
+_Static_assert(REKI_REGISTRY_CAPACITY_MAX == ((size_t)1 << REKI__IDX_BITS),
+               "REKI_REGISTRY_CAPACITY_MAX is the pid table's size");
 
 int reki__table_init(reki_registry_t *reg, size_t capacity);
 void reki__table_destroy(reki_registry_t *reg);

@@ -121,7 +121,7 @@ static void table_free_cb(struct rcu_head *head)
 
 int reki__table_init(reki_registry_t *reg, size_t capacity)
 {
-    if (capacity > REKI__CAPACITY_MAX)
+    if (capacity > REKI_REGISTRY_CAPACITY_MAX)
         return REKI_EINVAL;
     reki__hashkey_init(&reg->hkey);
     reki__list_init(&reg->all);
@@ -135,6 +135,7 @@ int reki__table_init(reki_registry_t *reg, size_t capacity)
     reg->next = NULL;
     reg->cursor = NULL;
     atomic_init(&reg->entries, 0);
+    atomic_init(&reg->rebuilds, 0);
     atomic_init(&reg->capacity, t->capacity);
     /* release: the registry is published to other threads after this. */
     atomic_store_explicit(&reg->tab, t, memory_order_release);
@@ -210,6 +211,9 @@ static void rebuild_step(reki_registry_t *reg)
     atomic_store_explicit(&reg->tab, reg->next, memory_order_release);
     atomic_store_explicit(&reg->capacity, reg->next->capacity, memory_order_relaxed);
     reg->next = NULL;
+    atomic_store_explicit(&reg->rebuilds,
+                          atomic_load_explicit(&reg->rebuilds, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     reki__call_rcu(&old->rcu, table_free_cb);
 }
 

@@ -253,8 +253,13 @@ REKI_API void reki_inbox_free(reki_inbox_t *in);
 typedef struct reki_registry reki_registry_t;
 
 typedef struct reki_registry_opts {
-    size_t capacity; /* expected number of keys (a hint); 0 = 64 */
+    size_t capacity; /* expected number of keys (a hint); 0 = 64; at most
+                        REKI_REGISTRY_CAPACITY_MAX, else REKI_EINVAL */
 } reki_registry_opts_t;
+
+/* The largest capacity hint reki_registry_new accepts: the most actors one
+ * runtime can hold (2^26). */
+#define REKI_REGISTRY_CAPACITY_MAX ((size_t)1 << 26)
 
 /* A start function: 0 (or any value >= 0) and *out = a live pid, or a negative
  * error that reki_lookup_or_start returns to its caller and to its waiters. */
@@ -263,7 +268,10 @@ typedef int (*reki_start_fn)(reki_rt_t *rt, const void *key, size_t keylen, void
 
 /*
  * reki_registry_new: create an empty registry of actors of rt.
- * Returns: REKI_OK and *out; REKI_EINVAL; REKI_ENOMEM; REKI_ESHUTDOWN.
+ * Returns: REKI_OK and *out; REKI_EINVAL (rt or out NULL, capacity over
+ *   REKI_REGISTRY_CAPACITY_MAX); REKI_ENOMEM; REKI_ESHUTDOWN.
+ * Keys are hashed with SipHash-1-3 under a random key of this registry (from
+ *   getrandom), so clients that choose keys cannot make them collide.
  * Thread-safety: MT-safe.  Lifetime: free with reki_registry_free (or rt_free).
  */
 REKI_API int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts,
@@ -332,13 +340,34 @@ REKI_API int reki_stop(reki_registry_t *reg, const void *key, size_t keylen);
 /* reki_count: live registered actors, O(1).  0 for NULL.  MT-safe. */
 REKI_API size_t reki_count(const reki_registry_t *reg);
 
+/* What a registry's index holds (reki_registry_stats). */
+typedef struct reki_registry_stats {
+    size_t live;       /* live registered actors (reki_count) */
+    size_t entries;    /* entries in the index: live, starting, exiting, and
+                          free ones kept so that their keys restart with one
+                          CAS; the reaper keeps these within a budget */
+    size_t capacity;   /* slots of the index's current hash map */
+    uint64_t reaped;   /* entries the reaper has unlinked so far */
+    uint64_t rebuilds; /* incremental rebuilds of the index completed */
+} reki_registry_stats_t;
+
+/*
+ * reki_registry_stats: a snapshot of reg's index, for monitoring and tests.
+ * Returns: REKI_OK and *out; REKI_EINVAL (reg or out NULL).
+ * Thread-safety: MT-safe; the fields are read one by one, without a lock, so
+ *   under concurrent changes they need not agree with each other exactly.
+ */
+REKI_API int reki_registry_stats(const reki_registry_t *reg, reki_registry_stats_t *out);
+
 /*
  * reki_foreach: call fn(key, keylen, pid, arg) for each live entry, each at
  * most once, safe during concurrent changes (entries added meanwhile may or
  * may not be visited).  fn returning nonzero stops the walk.
  * Returns: that nonzero value, or REKI_OK; REKI_ENOMEM (snapshot); REKI_EINVAL.
  * Thread-safety: MT-safe.  fn may call any reki function except the *_free
- *   ones; reclamation of registry memory waits until the walk ends.
+ *   ones, and may block: it runs outside every RCU read-side section, so a
+ *   blocked fn delays nothing else in the process.  While any walk of reg
+ *   runs, reg's reaper unlinks nothing (free entries then accumulate).
  * Lifetime: key is valid only during the fn call.
  */
 REKI_API int reki_foreach(reki_registry_t *reg,
