@@ -13,8 +13,9 @@
  *     second chance, back to the tail with the new generation;
  *   - FREE at the same generation, so it stayed FREE for a whole epoch: it
  *     is reaped if the registry holds more entries than its budget (5/16 of
- *     the map, below the 3/8 at which the table grows) or it has been FREE
- *     for REAP_AGE_MS; otherwise the step ends (everything behind is younger).
+ *     the map its live actors need, below the 3/8 at which the table grows)
+ *     or it has been FREE for REAP_AGE_MS; otherwise the step ends
+ *     (everything behind it is younger).
  * Reaping is a CAS FREE(g) -> DEAD under the writer lock, then ck_ht removal:
  * a claimer that read FREE(g) and loses the race sees DEAD, takes the writer
  * lock once (ordering it after the removal) and inserts a fresh entry.  The
@@ -90,13 +91,24 @@ void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
     reki__reaper_step(reg);
 }
 
+/* Entries the registry may hold, FREE ones included: 5/16 of the map that
+ * its live actors alone would need, so FREE entries never make the map grow
+ * (it grows at 3/8).  Derived from the live count, not from the current
+ * map, which would let a map grown by a burst keep its FREE entries. */
+static size_t budget(reki_registry_t *reg)
+{
+    size_t live = atomic_load_explicit(&reg->count, memory_order_relaxed);
+    size_t cap = reg->min_capacity;
+    while (cap / 16 * 5 < live)
+        cap <<= 1;
+    return cap / 16 * 5;
+}
+
 static bool over_budget(reki_registry_t *reg, size_t pending)
 {
     if (reg->reap_eager)
         return true;
-    size_t n = atomic_load_explicit(&reg->entries, memory_order_relaxed);
-    size_t cap = atomic_load_explicit(&reg->capacity, memory_order_relaxed);
-    return n - pending > cap / 16 * 5;
+    return atomic_load_explicit(&reg->entries, memory_order_relaxed) - pending > budget(reg);
 }
 
 /* Under rlock: CAS each of batch to DEAD and unlink it, or give it back. */

@@ -11,9 +11,9 @@
  * once, under our writer lock.
  *
  * So the writer rebuilds the table incrementally instead: when tombstones
- * pass capacity/8, when the live load passes 3/8 (before ck's own growth at
- * 1/2) or falls under 1/16 (shrink), it starts a fresh ck_ht sized for four
- * times the entries, and every later write under wlock also copies up to
+ * pass capacity/4 (same size), when the load passes 3/8 (twice the size,
+ * before ck's own growth at 1/2) or falls under 3/16 (shrink), it starts a
+ * fresh ck_ht, and every later write under wlock also copies up to
  * REBUILD_STEP entries of the `all` list into it.  Writes made meanwhile go
  * to both tables.  When the cursor reaches the end, the new table holds every
  * entry and is published with one release store; readers that still probe
@@ -85,11 +85,13 @@ static struct ck_malloc tbl_allocator = {
     .free = tbl_free,
 };
 
-/* The map capacity for n entries: load 1/4 after a rebuild. */
+/* The smallest map (at least min_capacity) that holds n entries at load
+ * 5/16 or less, which is also the reaper's budget (reaper.c): a registry
+ * the reaper keeps within budget never grows past it. */
 static size_t capacity_for(const reki_registry_t *reg, size_t n)
 {
     size_t cap = reg->min_capacity;
-    while (cap < 4 * n && cap < MAX_MAP)
+    while (cap / 16 * 5 < n && cap < MAX_MAP)
         cap <<= 1;
     return cap;
 }
@@ -125,10 +127,9 @@ int reki__table_init(reki_registry_t *reg, size_t capacity)
         return REKI_EINVAL;
     reki__hashkey_init(&reg->hkey);
     reki__list_init(&reg->all);
-    /* Room for `capacity` keys below the growth threshold (3/8). */
+    /* Room for `capacity` keys within the reaper's budget (5/16). */
     reg->min_capacity = MIN_CAPACITY;
-    while (reg->min_capacity / 8 * 3 < capacity)
-        reg->min_capacity <<= 1;
+    reg->min_capacity = capacity_for(reg, capacity);
     struct reki__table *t = table_new(reg->min_capacity);
     if (!t)
         return REKI_ENOMEM;
@@ -217,18 +218,23 @@ static void rebuild_step(reki_registry_t *reg)
     reki__call_rcu(&old->rcu, table_free_cb);
 }
 
-/* Start a rebuild if the current table needs one, and advance one. */
+/* Start a rebuild if the current table needs one, and advance one.  A map
+ * is rebuilt at its own size when tombstones pass 1/4 of it, grown to twice
+ * its size when the load passes 3/8, and shrunk to capacity_for(n) when the
+ * load falls under 3/16 and a smaller map fits. */
 static void table_maintain(reki_registry_t *reg)
 {
     if (!reg->next) {
         struct reki__table *t = atomic_load_explicit(&reg->tab, memory_order_relaxed);
         size_t n = atomic_load_explicit(&reg->entries, memory_order_relaxed);
-        bool tombs = t->removed >= t->capacity / 8;
-        bool grow = n > t->capacity / 8 * 3 && t->capacity < MAX_MAP;
-        bool shrink = n < t->capacity / 16 && t->capacity > reg->min_capacity;
-        if (!tombs && !grow && !shrink)
+        size_t cap = t->capacity;
+        if (n > cap / 8 * 3 && cap < MAX_MAP)
+            cap <<= 1;
+        else if (n < cap / 16 * 3 && capacity_for(reg, n) < cap)
+            cap = capacity_for(reg, n);
+        else if (t->removed < t->capacity / 4)
             return;
-        reg->next = table_new(capacity_for(reg, n));
+        reg->next = table_new(cap);
         if (!reg->next)
             return; /* out of memory: the current table still works */
         reg->cursor = reg->all.next;
