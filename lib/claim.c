@@ -64,11 +64,12 @@ static int claim(struct call *c)
     struct reki__entry *e = reki__entry_new(reg, c->key, c->keylen, c->h);
     if (!e)
         return REKI_ENOMEM;
+    uint64_t w;
     pthread_mutex_lock(&reg->wlock);
     int rc = REKI_OK;
     if (atomic_load_explicit(&reg->closing, memory_order_relaxed))
         rc = REKI_ESHUTDOWN;
-    else if (reki__table_get(reg, c->h, c->key, c->keylen))
+    else if (reki__table_get(reg, c->h, c->key, c->keylen, &w))
         rc = RETRY; /* another caller claimed it first */
     else if (!reki__table_put(reg, e))
         rc = REKI_ENOMEM;
@@ -158,12 +159,12 @@ static int attempt(struct call *c)
 {
     reki_registry_t *reg = c->reg;
     reki__rcu_read_lock();
-    struct reki__entry *e = reki__table_get(reg, c->h, c->key, c->keylen);
+    uint64_t w;
+    struct reki__entry *e = reki__table_get(reg, c->h, c->key, c->keylen, &w);
     if (!e) {
         reki__rcu_read_unlock();
         return claim(c);
     }
-    uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
     if (reki__word_is_pid(w) && reki__pid_alive(&reg->rt->pids, w)) {
         reki__rcu_read_unlock();
         *c->out = w;

@@ -120,16 +120,18 @@ static inline void reki__table_hash(reki_registry_t *reg, const void *key, size_
 }
 
 struct reki__entry *reki__table_get_aliased(struct reki__table *t, ck_ht_hash_t h, const void *key,
-                                            size_t keylen);
+                                            size_t keylen, uint64_t *w);
 
-/* The entry under key, or NULL.  Inside an RCU read-side section, or under
- * wlock.  Matches on equal length and equal bytes only: ck_ht takes a slot
- * whose stored key pointer equals the probe's pointer before it compares
- * lengths, so a caller holding an entry's own key buffer (reki_foreach's fn)
- * and asking for a prefix of it would get that entry.  ck's match is then
- * re-checked by length, and an aliased probe is redone on a copy. */
+/* The entry under key and its word (*w), or NULL.  Inside an RCU read-side
+ * section, or under wlock.  Matches on equal length and equal bytes only:
+ * ck_ht takes a slot whose stored key pointer equals the probe's pointer
+ * before it compares lengths, so a caller holding an entry's own key buffer
+ * (reki_foreach's fn) and asking for a prefix of it would get that entry.
+ * ck's match is re-checked by length, and an aliased probe is redone on a
+ * copy.  The word is acquire-loaded first (pairs with the release that
+ * published the entry): the entry's fields are read after it. */
 static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_hash_t h,
-                                                  const void *key, size_t keylen)
+                                                  const void *key, size_t keylen, uint64_t *w)
 {
     /* acquire: pairs with the release that published the table. */
     struct reki__table *t = atomic_load_explicit(&reg->tab, memory_order_acquire);
@@ -138,8 +140,9 @@ static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_ha
     if (!ck_ht_get_spmc(&t->ht, h, &ent))
         return NULL;
     struct reki__entry *e = ck_ht_entry_value(&ent);
+    *w = atomic_load_explicit(&e->word, memory_order_acquire);
     if (REKI__UNLIKELY(e->keylen != keylen))
-        return reki__table_get_aliased(t, h, key, keylen);
+        return reki__table_get_aliased(t, h, key, keylen, w);
     return e;
 }
 
@@ -150,9 +153,9 @@ static inline struct reki__entry *reki__table_get(reki_registry_t *reg, ck_ht_ha
 static inline bool reki__table_hit(reki_registry_t *reg, ck_ht_hash_t h, const void *key,
                                    size_t keylen, reki_pid_t *out)
 {
+    uint64_t w = 0;
     reki__rcu_read_lock();
-    struct reki__entry *e = reki__table_get(reg, h, key, keylen);
-    uint64_t w = e ? atomic_load_explicit(&e->word, memory_order_acquire) : 0;
+    reki__table_get(reg, h, key, keylen, &w);
     reki__rcu_read_unlock();
     if (!reki__word_is_pid(w))
         return false;

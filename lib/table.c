@@ -157,7 +157,7 @@ void reki__table_destroy(reki_registry_t *reg)
 }
 
 struct reki__entry *reki__table_get_aliased(struct reki__table *t, ck_ht_hash_t h, const void *key,
-                                            size_t keylen)
+                                            size_t keylen, uint64_t *w)
 {
     /* The probe's key pointer is some entry's own buffer: probe again with a
      * copy, whose address no slot holds, so ck compares length and bytes. */
@@ -165,9 +165,12 @@ struct reki__entry *reki__table_get_aliased(struct reki__table *t, ck_ht_hash_t 
     memcpy(copy, key, keylen);
     ck_ht_entry_t ent;
     ck_ht_entry_key_set(&ent, copy, (uint16_t)keylen);
+    *w = 0;
     if (!ck_ht_get_spmc(&t->ht, h, &ent))
         return NULL;
-    return ck_ht_entry_value(&ent);
+    struct reki__entry *e = ck_ht_entry_value(&ent);
+    *w = atomic_load_explicit(&e->word, memory_order_acquire);
+    return e;
 }
 
 static bool ht_put(struct reki__table *t, struct reki__entry *e)
