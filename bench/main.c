@@ -8,6 +8,7 @@
 
 #include "goals.h"
 #include "insn.h"
+#include "latency.h"
 #include "runner.h"
 
 static void list(void)
@@ -37,7 +38,7 @@ static int make_keys(runner_t *r)
     int rc = bench_keyset_make(&r->keys, "key:", 0, o->keys);
     if (rc == 0)
         rc = bench_keyset_make(&r->miss, "mis:", 0, o->keys);
-    if (rc == 0 && fresh && !o->callgrind)
+    if (rc == 0 && fresh && !o->callgrind && !o->latency)
         rc = bench_keyset_make(&r->fresh, "new:", 0, o->budget);
     return rc;
 }
@@ -107,7 +108,9 @@ int main(int argc, char **argv)
     for (const bench_impl_t *const *im = bench_impls; *im; im++)
         if ((*im)->thread_enter)
             (*im)->thread_enter();
-    int status = o.callgrind ? bench_insn_main(&o, &r.keys) : run_all(&r);
+    int status = o.callgrind ? bench_insn_main(&o, &r.keys)
+                 : o.latency ? bench_latency_main(&o, &r.keys)
+                             : run_all(&r);
     for (const bench_impl_t *const *im = bench_impls; *im; im++)
         if ((*im)->thread_leave)
             (*im)->thread_leave();

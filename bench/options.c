@@ -27,6 +27,13 @@ static void usage(FILE *f)
                "  --callgrind      run --ops lookup hits of one implementation for\n"
                "                   valgrind --tool=callgrind (tools/bench-instructions.sh)\n"
                "  --ops N          lookups in --callgrind mode (default 1000000)\n"
+               "  --latency        claim (lookup_or_start) and stop latency percentiles\n"
+               "                   of --keys churning keys next to --stable live ones,\n"
+               "                   one --seconds round per implementation and thread count\n"
+               "                   (defaults: threads 1,2, impls reki,mutex,rwlock;\n"
+               "                   with --quick: 0.2 s, 100000 stable keys)\n"
+               "  --stable N       --latency: keys started first and left live\n"
+               "                   (default 1000000)\n"
                "  --list           list workloads and implementations\n");
 }
 
@@ -65,8 +72,12 @@ static int parse_num(const char *s, double lo, double hi, double *out)
 
 static void defaults(bench_opts_t *o)
 {
-    *o = (bench_opts_t){
-        .seconds = 1.0, .warmup = -1, .rounds = 5, .keys = 10000, .callgrind_ops = 1000000};
+    *o = (bench_opts_t){.seconds = 1.0,
+                        .warmup = -1,
+                        .rounds = 5,
+                        .keys = 10000,
+                        .callgrind_ops = 1000000,
+                        .stable = 1000000};
     parse_threads("1,2,4,8", o);
 }
 
@@ -75,11 +86,13 @@ static int value_opt(bench_opts_t *o, const char *name, const char *v)
 {
     double d;
     if (strcmp(name, "--seconds") == 0)
-        return parse_num(v, 0.001, 3600, &o->seconds);
+        return o->seconds_given = true, parse_num(v, 0.001, 3600, &o->seconds);
     if (strcmp(name, "--warmup") == 0)
-        return parse_num(v, 0, 3600, &o->warmup);
+        return o->warmup_given = true, parse_num(v, 0, 3600, &o->warmup);
     if (strcmp(name, "--threads") == 0)
-        return parse_threads(v, o);
+        return o->threads_given = true, parse_threads(v, o);
+    if (strcmp(name, "--stable") == 0)
+        return parse_num(v, 0, 1e7, &d) ? -1 : (o->stable_given = true, o->stable = (size_t)d, 0);
     if (strcmp(name, "--workloads") == 0)
         return o->workloads = v, 0;
     if (strcmp(name, "--impls") == 0)
@@ -110,6 +123,39 @@ static void quick(bench_opts_t *o)
     o->warmup = 0.01;
     o->rounds = 5;
     parse_threads("1,2,8", o);
+    o->seconds_given = o->warmup_given = o->threads_given = false;
+}
+
+/* --latency's defaults where the command line left a value to them: 1 and
+ * 2 threads; with --quick a CI smoke run (0.2 s rounds, 100,000 stable). */
+static void latency_defaults(bench_opts_t *o)
+{
+    if (!o->threads_given)
+        parse_threads("1,2", o);
+    if (!o->quick)
+        return;
+    if (!o->seconds_given)
+        o->seconds = 0.2;
+    if (!o->warmup_given)
+        o->warmup = 0.05;
+    if (!o->stable_given)
+        o->stable = 100000;
+}
+
+/* The options without a value; whether name is one. */
+static bool flag_opt(bench_opts_t *o, const char *name)
+{
+    if (strcmp(name, "--list") == 0)
+        o->list = true;
+    else if (strcmp(name, "--quick") == 0)
+        quick(o);
+    else if (strcmp(name, "--callgrind") == 0)
+        o->callgrind = true;
+    else if (strcmp(name, "--latency") == 0)
+        o->latency = true;
+    else
+        return false;
+    return true;
 }
 
 int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
@@ -121,18 +167,8 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
             usage(stdout);
             return 1;
         }
-        if (strcmp(a, "--list") == 0) {
-            o->list = true;
+        if (flag_opt(o, a))
             continue;
-        }
-        if (strcmp(a, "--quick") == 0) {
-            quick(o);
-            continue;
-        }
-        if (strcmp(a, "--callgrind") == 0) {
-            o->callgrind = true;
-            continue;
-        }
         int rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 1;
         if (rc != 0) {
             fprintf(stderr, "reki-bench: bad option or value: %s%s%s\n", a, i + 1 < argc ? " " : "",
@@ -142,6 +178,12 @@ int bench_opts_parse(int argc, char **argv, bench_opts_t *o)
         }
         i++;
     }
+    if (o->latency && o->callgrind) {
+        fprintf(stderr, "reki-bench: --latency and --callgrind are separate modes\n");
+        return -1;
+    }
+    if (o->latency)
+        latency_defaults(o);
     if (o->warmup < 0)
         o->warmup = o->seconds < 0.3 ? o->seconds : 0.3;
     if (o->budget == 0)

@@ -25,6 +25,11 @@ typedef struct bench_opts {
     bool list;
     bool callgrind;
     uint64_t callgrind_ops;
+    bool latency;
+    size_t stable; /* --latency: keys registered and left live (default 1,000,000) */
+    /* Given on the command line (and not overridden by a later --quick), so
+     * --latency's own defaults leave them alone. */
+    bool seconds_given, warmup_given, threads_given, stable_given;
 } bench_opts_t;
 
 /* 0: run; 1: help was printed, exit 0; -1: bad usage (printed), exit 2. */

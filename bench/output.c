@@ -1,7 +1,8 @@
 /*
  * JSON and CSV files: one record per configuration, each carrying the build
  * and machine it was measured on, so records from different runs can be
- * pooled without losing where they came from.
+ * pooled without losing where they came from.  --latency writes JSON records
+ * of its own (percentiles in place of rates) with the same provenance.
  */
 #include <errno.h>
 #include <string.h>
@@ -29,6 +30,27 @@ static void json_stat(FILE *f, const char *name, const bench_stat_t *s)
             s->max);
 }
 
+/* What every record ends with: the build and machine it was measured on,
+ * then the record's closing brace. */
+static void json_provenance(FILE *f, const bench_machine_t *m)
+{
+    fprintf(f, ",\"git_sha\":");
+    json_str(f, m->git);
+    fprintf(f, ",\"compiler\":");
+    json_str(f, m->compiler);
+    fprintf(f, ",\"flags\":");
+    json_str(f, m->flags);
+    fprintf(f, ",\"reki_version\":");
+    json_str(f, m->reki_version);
+    fprintf(f, ",\"machine\":{\"cpu\":");
+    json_str(f, m->cpu);
+    fprintf(f, ",\"cores\":%u,\"kernel\":", m->cores);
+    json_str(f, m->kernel);
+    fprintf(f, ",\"date\":");
+    json_str(f, m->date);
+    fprintf(f, "}}");
+}
+
 static void json_record(FILE *f, const bench_machine_t *m, const bench_results_t *rs,
                         const bench_result_t *r)
 {
@@ -46,22 +68,9 @@ static void json_record(FILE *f, const bench_machine_t *m, const bench_results_t
     const bench_result_t *reki = bench_results_find(rs, r->bench, "reki", r->threads);
     if (reki && reki != r && r->ops.median > 0)
         fprintf(f, ",\"reki_ratio\":%.4f", reki->ops.median / r->ops.median);
-    fprintf(f, ",\"errors\":%llu,\"budget_hit\":%s,\"git_sha\":", (unsigned long long)r->errors,
+    fprintf(f, ",\"errors\":%llu,\"budget_hit\":%s", (unsigned long long)r->errors,
             r->budget_hit ? "true" : "false");
-    json_str(f, m->git);
-    fprintf(f, ",\"compiler\":");
-    json_str(f, m->compiler);
-    fprintf(f, ",\"flags\":");
-    json_str(f, m->flags);
-    fprintf(f, ",\"reki_version\":");
-    json_str(f, m->reki_version);
-    fprintf(f, ",\"machine\":{\"cpu\":");
-    json_str(f, m->cpu);
-    fprintf(f, ",\"cores\":%u,\"kernel\":", m->cores);
-    json_str(f, m->kernel);
-    fprintf(f, ",\"date\":");
-    json_str(f, m->date);
-    fprintf(f, "}}");
+    json_provenance(f, m);
 }
 
 static int finish(FILE *f)
@@ -81,6 +90,38 @@ int bench_json_write(const char *path, const bench_machine_t *m, const bench_res
     for (size_t i = 0; i < rs->n; i++) {
         json_record(f, m, rs, &rs->v[i]);
         fprintf(f, i + 1 < rs->n ? ",\n" : "\n");
+    }
+    fprintf(f, "]\n");
+    return finish(f);
+}
+
+static void json_lat(FILE *f, const bench_machine_t *m, const bench_lat_result_t *r,
+                     const char *bench, const bench_lat_t *l)
+{
+    fprintf(f, "{\"bench\":\"%s\",\"implementation\":", bench);
+    json_str(f, r->impl);
+    fprintf(f,
+            ",\"threads\":%u,\"keys\":%zu,\"stable\":%zu,\"seconds\":%g,\"elapsed\":%.3f,"
+            "\"ops\":%llu,\"started\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu,\"p999_ns\":%llu,"
+            "\"max_ns\":%llu,\"errors\":%llu",
+            r->threads, r->keys, r->stable, r->seconds, r->elapsed, (unsigned long long)r->ops,
+            (unsigned long long)r->started, (unsigned long long)l->p50, (unsigned long long)l->p99,
+            (unsigned long long)l->p999, (unsigned long long)l->max, (unsigned long long)r->errors);
+    json_provenance(f, m);
+}
+
+int bench_lat_json_write(const char *path, const bench_machine_t *m, const bench_lat_result_t *v,
+                         size_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return errno;
+    fprintf(f, "[\n");
+    for (size_t i = 0; i < n; i++) {
+        json_lat(f, m, &v[i], "latency_claim", &v[i].claim);
+        fprintf(f, ",\n");
+        json_lat(f, m, &v[i], "latency_stop", &v[i].stop);
+        fprintf(f, i + 1 < n ? ",\n" : "\n");
     }
     fprintf(f, "]\n");
     return finish(f);

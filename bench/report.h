@@ -46,6 +46,25 @@ typedef struct bench_machine {
     const char *reki_version;
 } bench_machine_t;
 
+/* --latency: percentiles of one operation, in nanoseconds. */
+typedef struct bench_lat {
+    uint64_t p50, p99, p999, max;
+} bench_lat_t;
+
+/* --latency: one implementation at one thread count. */
+typedef struct bench_lat_result {
+    const char *impl;
+    unsigned threads;
+    size_t keys;    /* the churn set */
+    size_t stable;  /* keys live throughout */
+    double seconds; /* asked-for length of the round */
+    double elapsed;
+    uint64_t ops;     /* claim + stop cycles */
+    uint64_t started; /* claims that ran the start (the rest found the key live) */
+    uint64_t errors;
+    bench_lat_t claim, stop;
+} bench_lat_result_t;
+
 /* Sorts x in place and fills the median, min and max of n values. */
 void bench_stat_of(double *x, size_t n, bench_stat_t *out);
 
@@ -65,5 +84,9 @@ void bench_table_print(FILE *f, const bench_results_t *rs, const char *bench, co
 /* Whole-file writers; 0 or an errno value. */
 int bench_json_write(const char *path, const bench_machine_t *m, const bench_results_t *rs);
 int bench_csv_write(const char *path, const bench_machine_t *m, const bench_results_t *rs);
+/* --latency: two records per result, bench "latency_claim" and
+ * "latency_stop", each with p50_ns, p99_ns, p999_ns, max_ns. */
+int bench_lat_json_write(const char *path, const bench_machine_t *m, const bench_lat_result_t *v,
+                         size_t n);
 
 #endif /* REKI_BENCH_REPORT_H */
