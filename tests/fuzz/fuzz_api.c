@@ -18,6 +18,13 @@
  * miss it, but a start waits until the key is free, so a short timeout may
  * run out).  Exits observed by terminate are recorded; no call
  * may return or accept a pid whose terminate ran before the call began.
+ *
+ * An entry outlives its actor (FREE, reused by the key's next start, or
+ * reaped): the index never holds more entries than keys were ever started
+ * (the universe, plus the data keys an input starts), nor fewer than live
+ * actors.  The first input byte chooses whether the input's registries reap
+ * every FREE entry at once (REKI_DEBUG_REAP), so that reuse and reaping
+ * both meet every call sequence.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -94,6 +101,7 @@ struct model {
     reki_inbox_t *inbox;
     long inbox_queued;
     bool rt_churned;
+    size_t data_starts; /* lookup_or_start calls on keys outside the universe */
 };
 
 /* Exits recorded so far: a call that begins now must not return any of
@@ -416,6 +424,7 @@ static void do_los(struct model *m, struct in *in)
     }
     if (k.idx < 0) {
         /* A data key outside the universe: the model does not track it. */
+        m->data_starts++;
         CHECK(rc == REKI_STARTED || rc < 0, "lookup_or_start of a fresh key returned %d", rc);
         if (rc == REKI_STARTED) {
             remember(m, pid);
@@ -591,6 +600,14 @@ static void do_count_foreach(struct model *m, struct in *in)
     }
     CHECK(rc == (w.stop_after != 0 && w.seen == w.stop_after ? 9 : REKI_OK), "foreach returned %d",
           rc);
+    reki_registry_stats_t st;
+    CHECK(reki_registry_stats(m->reg, &st) == REKI_OK, "registry_stats failed");
+    CHECK(st.entries >= live && st.entries <= NKEYS + m->data_starts,
+          "index holds %zu entries: %zu live keys, %d keys and %zu data keys started", st.entries,
+          live, NKEYS, m->data_starts);
+    CHECK(st.capacity >= 64 && (st.capacity & (st.capacity - 1)) == 0, "capacity %zu",
+          st.capacity);
+    CHECK(reki_registry_stats(NULL, &st) == REKI_EINVAL, "registry_stats(NULL)");
     CHECK(w.seen >= (w.stop_after != 0 && w.stop_after < live ? w.stop_after : live),
           "foreach missed live entries");
 }
@@ -693,6 +710,17 @@ static void do_misc(struct model *m, struct in *in)
     CHECK(reki_inbox_new(rt, NULL) == REKI_EINVAL, "inbox_new out NULL");
     CHECK(reki_inbox_pid(NULL) == 0, "inbox_pid(NULL)");
     CHECK(reki_rt_new(NULL, NULL) == REKI_EINVAL, "rt_new out NULL");
+    /* Any capacity: refused beyond REKI_REGISTRY_CAPACITY_MAX, never a hang. */
+    reki_registry_opts_t o = {(size_t)u64(in)};
+    if (o.capacity > (1u << 20) && o.capacity <= REKI_REGISTRY_CAPACITY_MAX)
+        o.capacity >>= 12; /* an honoured capacity, kept small enough to allocate */
+    reki_registry_t *r = NULL;
+    int rc = reki_registry_new(rt, &o, &r);
+    if (o.capacity > REKI_REGISTRY_CAPACITY_MAX)
+        CHECK(rc == REKI_EINVAL && r == NULL, "capacity %zu accepted (%d)", o.capacity, rc);
+    else
+        CHECK(rc == REKI_OK, "capacity %zu refused (%d)", o.capacity, rc);
+    reki_registry_free(r);
 }
 
 /* Wait (bounded) until every dying or exiting key's actor has terminated. */
@@ -778,6 +806,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     atomic_store(&downs, 0);
     inbox_received = 0;
     nexited = 0;
+    setenv("REKI_DEBUG_REAP", in.n > 0 && (in.p[0] & 0x80) ? "1" : "0", 1);
     CHECK(reki_registry_new(rt, NULL, &m.reg) == REKI_OK, "registry_new failed");
     for (unsigned ops = 0; in.n > 0 && ops < 256; ops++) {
         switch (u8(&in) % 14) {

@@ -8,7 +8,11 @@
  *  - no start is running;
  *  - reki_count equals the number of registered keys;
  *  - reki_foreach visits exactly the registered keys, once each, with the
- *    same pids.
+ *    same pids;
+ *  - the index agrees: its live count is reki_count, and it holds at least
+ *    one entry per registered key and at most one per key of the set (an
+ *    entry outlives its actor as FREE and is reused by the key's next start,
+ *    or reaped: never a second entry for one key).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +126,12 @@ static void compare_views(struct world *w)
     size_t count = reki_count(w->reg);
     if (count != registered)
         violation("reki_count is %zu but %zu keys are registered", count, registered);
+    reki_registry_stats_t st;
+    if (reki_registry_stats(w->reg, &st) != REKI_OK)
+        violation("reki_registry_stats failed");
+    else if (st.live != count || st.entries < registered || st.entries > w->nkeys)
+        violation("index: %zu live, %zu entries, for %zu registered of %u keys", st.live,
+                  st.entries, registered, w->nkeys);
     struct walk wk = {w, expect, seen, 0};
     int rc = reki_foreach(w->reg, walk_fn, &wk);
     /* A churn's check runs while --fail-allocs injects failures. */

@@ -29,7 +29,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: reki-torture [--threads N] [--seconds S] [--keys K] [--seed X]\n"
             "                    [--ops N] [--workers W] [--check-ms MS] [--settle-ms MS]\n"
-            "                    [--hang-ms MS] [--no-churn] [--fail-allocs N] [--verbose]\n"
+            "                    [--hang-ms MS] [--no-churn] [--fail-allocs N] [--reap-eager]\n"
+            "                    [--verbose]\n"
             "  --threads N    torture threads (default: 2 x online CPUs, at most %d)\n"
             "  --seconds S    run time (default 10); with --ops, whichever ends first\n"
             "  --keys K       size of the key set (default 8, at most 65535)\n"
@@ -41,7 +42,9 @@ static void usage(FILE *f)
             "  --hang-ms MS   an operation taking longer is a hang (default 60000)\n"
             "  --no-churn     do not create and free whole registries and runtimes\n"
             "  --fail-allocs N  fail one library allocation in about N, every 2 ms\n"
-            "                 (needs a -DREKI_FAULT_INJECTION=ON build)\n",
+            "                 (needs a -DREKI_FAULT_INJECTION=ON build)\n"
+            "  --reap-eager   registries reap every entry that stays FREE, whatever their\n"
+            "                 budget (REKI_DEBUG_REAP=1): claims race the reaper all the time\n",
             T_MAX_THREADS);
 }
 
@@ -80,7 +83,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"check-ms", required_argument, NULL, 'c'}, {"settle-ms", required_argument, NULL, 'S'},
         {"hang-ms", required_argument, NULL, 'H'},  {"no-churn", no_argument, NULL, 'n'},
         {"verbose", no_argument, NULL, 'v'},        {"fail-allocs", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"reap-eager", no_argument, NULL, 'R'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (struct options){.threads = (unsigned)(cpus > 0 ? 2 * cpus : 4),
@@ -116,6 +120,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->seed = v;
             break;
         case 'o': ok = parse_uint(optarg, UINT64_MAX, &o->ops); break;
+        case 'R': setenv("REKI_DEBUG_REAP", "1", 1); break;
         case 'w':
             ok = parse_uint(optarg, 1024, &v) && v > 0;
             o->workers = (unsigned)v;
