@@ -11,10 +11,11 @@
 
 void reki__hashkey_init(struct reki__hashkey *k)
 {
-    unsigned char *p = (unsigned char *)k;
+    uint64_t key[2];
+    unsigned char *p = (unsigned char *)key;
     size_t got = 0;
-    while (got < sizeof(*k)) {
-        ssize_t n = getrandom(p + got, sizeof(*k) - got, GRND_NONBLOCK);
+    while (got < sizeof(key)) {
+        ssize_t n = getrandom(p + got, sizeof(key) - got, GRND_NONBLOCK);
         if (n > 0)
             got += (size_t)n;
         else if (n < 0 && errno == EINTR)
@@ -22,8 +23,10 @@ void reki__hashkey_init(struct reki__hashkey *k)
         else
             break;
     }
-    if (got == sizeof(*k))
+    if (got == sizeof(key)) {
+        reki__hashkey_set(k, key[0], key[1]);
         return;
+    }
     /* No pool yet (early boot) or no getrandom: unpredictable to a remote
      * client only in the weak sense, but distinct per registry and process. */
     struct timespec ts;
@@ -33,7 +36,7 @@ void reki__hashkey_init(struct reki__hashkey *k)
 #if defined(__x86_64__) || defined(__i386__)
     b ^= (uint64_t)__builtin_ia32_rdtsc();
 #endif
-    struct reki__hashkey mix = {a, b};
-    k->k0 = reki__hash(&mix, &b, sizeof(b));
-    k->k1 = reki__hash(&mix, &a, sizeof(a));
+    struct reki__hashkey mix;
+    reki__hashkey_set(&mix, a, b);
+    reki__hashkey_set(k, reki__hash(&mix, &b, sizeof(b)), reki__hash(&mix, &a, sizeof(a)));
 }

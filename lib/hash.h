@@ -23,9 +23,19 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A 128-bit key (k0, k1), kept as SipHash's initial state: the four
+ * key-dependent words every hash starts from. */
 struct reki__hashkey {
-    uint64_t k0, k1;
+    uint64_t v0, v1, v2, v3;
 };
+
+static inline void reki__hashkey_set(struct reki__hashkey *k, uint64_t k0, uint64_t k1)
+{
+    k->v0 = k0 ^ UINT64_C(0x736f6d6570736575);
+    k->v1 = k1 ^ UINT64_C(0x646f72616e646f6d);
+    k->v2 = k0 ^ UINT64_C(0x6c7967656e657261);
+    k->v3 = k1 ^ UINT64_C(0x7465646279746573);
+}
 
 /* Fill k from the kernel's random pool (getrandom, non-blocking).  Falls back
  * to a mix of clock, address and cycle counter only if the pool cannot be
@@ -66,21 +76,31 @@ static inline uint64_t reki__load64le(const unsigned char *p)
     return v;
 }
 
-/* The last 0..7 bytes, little-endian, in the low bits. */
+static inline uint64_t reki__load32le(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+/* The last r = n % 8 bytes of (p - (n - r), n), at p, little-endian in the
+ * low bits.  Keys of 8 bytes or more take one unaligned load that ends at
+ * the key's last byte (the bytes before it are the key's own); shorter ones
+ * two overlapping 4-byte loads, or up to three byte loads. */
 static inline uint64_t reki__load_tail(const unsigned char *p, size_t n)
 {
-    uint64_t v = 0;
-    switch (n) {
-    case 7: v |= (uint64_t)p[6] << 48; /* fall through */
-    case 6: v |= (uint64_t)p[5] << 40; /* fall through */
-    case 5: v |= (uint64_t)p[4] << 32; /* fall through */
-    case 4: v |= (uint64_t)p[3] << 24 | (uint64_t)p[2] << 16 | (uint64_t)p[1] << 8 | p[0]; break;
-    case 3: v |= (uint64_t)p[2] << 16; /* fall through */
-    case 2: v |= (uint64_t)p[1] << 8;  /* fall through */
-    case 1: v |= p[0];                 /* fall through */
-    default: break;
-    }
-    return v;
+    size_t r = n & 7;
+    if (r == 0)
+        return 0;
+    if (n >= 8)
+        return reki__load64le(p + r - 8) >> (64 - 8 * r);
+    if (r >= 4)
+        return reki__load32le(p) | (reki__load32le(p + r - 4) << (8 * (r - 4)));
+    return (uint64_t)p[0] | (uint64_t)p[r >> 1] << (8 * (r >> 1)) |
+           (uint64_t)p[r - 1] << (8 * (r - 1));
 }
 
 /* SipHash-c-d of (p, n) under k; c and d are compile-time constants at every
@@ -89,10 +109,7 @@ static inline uint64_t reki__siphash(const struct reki__hashkey *k, const void *
                                      unsigned c, unsigned d)
 {
     const unsigned char *p = data;
-    uint64_t v0 = k->k0 ^ UINT64_C(0x736f6d6570736575);
-    uint64_t v1 = k->k1 ^ UINT64_C(0x646f72616e646f6d);
-    uint64_t v2 = k->k0 ^ UINT64_C(0x6c7967656e657261);
-    uint64_t v3 = k->k1 ^ UINT64_C(0x7465646279746573);
+    uint64_t v0 = k->v0, v1 = k->v1, v2 = k->v2, v3 = k->v3;
     const unsigned char *end = p + (n & ~(size_t)7);
     for (; p != end; p += 8) {
         uint64_t m = reki__load64le(p);
@@ -101,7 +118,7 @@ static inline uint64_t reki__siphash(const struct reki__hashkey *k, const void *
             REKI__SIPROUND(v0, v1, v2, v3);
         v0 ^= m;
     }
-    uint64_t b = ((uint64_t)n << 56) | reki__load_tail(p, n & 7);
+    uint64_t b = ((uint64_t)n << 56) | reki__load_tail(p, n);
     v3 ^= b;
     for (unsigned i = 0; i < c; i++)
         REKI__SIPROUND(v0, v1, v2, v3);
@@ -112,10 +129,29 @@ static inline uint64_t reki__siphash(const struct reki__hashkey *k, const void *
     return v0 ^ v1 ^ v2 ^ v3;
 }
 
-/* The registry's hash: SipHash-1-3. */
-static inline uint64_t reki__hash(const struct reki__hashkey *k, const void *key, size_t len)
+/* The registry's hash: SipHash-1-3, written out (the lookup path inlines
+ * it: the generic form's round loops cost a counter and a branch each). */
+static inline uint64_t reki__hash(const struct reki__hashkey *k, const void *key, size_t n)
 {
-    return reki__siphash(k, key, len, 1, 3);
+    const unsigned char *p = key;
+    uint64_t v0 = k->v0, v1 = k->v1, v2 = k->v2, v3 = k->v3;
+    const unsigned char *end = p + (n & ~(size_t)7);
+    while (p != end) {
+        uint64_t m = reki__load64le(p);
+        v3 ^= m;
+        REKI__SIPROUND(v0, v1, v2, v3);
+        v0 ^= m;
+        p += 8;
+    }
+    uint64_t b = ((uint64_t)n << 56) | reki__load_tail(p, n);
+    v3 ^= b;
+    REKI__SIPROUND(v0, v1, v2, v3);
+    v0 ^= b;
+    v2 ^= 0xff;
+    REKI__SIPROUND(v0, v1, v2, v3);
+    REKI__SIPROUND(v0, v1, v2, v3);
+    REKI__SIPROUND(v0, v1, v2, v3);
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 #endif /* REKI_HASH_H */

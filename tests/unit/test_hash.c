@@ -23,8 +23,7 @@ static struct reki__hashkey paper_key(void)
     for (int i = 0; i < 16; i++)
         k[i] = (unsigned char)i;
     struct reki__hashkey hk;
-    hk.k0 = reki__load64le(k);
-    hk.k1 = reki__load64le(k + 8);
+    reki__hashkey_set(&hk, reki__load64le(k), reki__load64le(k + 8));
     return hk;
 }
 
@@ -49,6 +48,17 @@ Test(hash, siphash_2_4_matches_the_reference_vectors, .timeout = 10.0)
                      (unsigned long long)reki__siphash(&hk, msg, v[i].n, 2, 4));
 }
 
+Test(hash, registry_hash_is_siphash_1_3, .timeout = 10.0)
+{
+    struct reki__hashkey hk;
+    reki__hashkey_init(&hk);
+    unsigned char msg[64];
+    for (int i = 0; i < 64; i++)
+        msg[i] = (unsigned char)(i * 37 + 11);
+    for (size_t n = 0; n <= sizeof(msg); n++)
+        cr_assert_eq(reki__hash(&hk, msg, n), reki__siphash(&hk, msg, n, 1, 3), "length %zu", n);
+}
+
 Test(hash, every_input_byte_and_the_length_matter, .timeout = 10.0)
 {
     struct reki__hashkey hk = paper_key();
@@ -69,7 +79,7 @@ Test(hash, the_key_changes_every_output, .timeout = 10.0)
     struct reki__hashkey k1, k2;
     reki__hashkey_init(&k1);
     reki__hashkey_init(&k2);
-    cr_assert(k1.k0 != k2.k0 || k1.k1 != k2.k1, "two registries drew the same key");
+    cr_assert(k1.v0 != k2.v0 || k1.v1 != k2.v1, "two registries drew the same key");
     int same = 0;
     for (int i = 0; i < 1000; i++) {
         char key[16];
