@@ -109,14 +109,18 @@ static int claim_free(struct call *c, struct reki__entry *e, uint64_t w)
 /* Sleep until e's word is no longer `seen` (e protected by hp). */
 static int wait_change(struct call *c, struct reki__entry *e, uint64_t seen, uint32_t seq)
 {
-    int rc = REKI_OK;
-    while (atomic_load_explicit(&e->word, memory_order_acquire) == seen && rc == REKI_OK) {
+    /* The result is decided by the load that ends the loop: an entry lives
+     * through many starts and exits, so the word may change and come back
+     * to `seen` (a new STARTING, a new EXITING) before a second load. */
+    while (atomic_load_explicit(&e->word, memory_order_acquire) == seen) {
         if (c->timeout_ms == 0)
             return REKI_ETIMEDOUT;
-        rc = reki__futex_wait(&e->seq, seq, c->deadline);
+        if (reki__futex_wait(&e->seq, seq, c->deadline) == REKI_ETIMEDOUT &&
+            atomic_load_explicit(&e->word, memory_order_acquire) == seen)
+            return REKI_ETIMEDOUT;
         seq = atomic_load_explicit(&e->seq, memory_order_acquire);
     }
-    return atomic_load_explicit(&e->word, memory_order_acquire) == seen ? REKI_ETIMEDOUT : REKI_OK;
+    return REKI_OK;
 }
 
 /* e was seen in state `w` inside the caller's read-side section, which this
