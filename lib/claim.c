@@ -150,8 +150,10 @@ static int wait_entry(struct call *c, struct reki__entry *e, uint64_t w)
 
     if (rc != REKI_OK)
         return rc;
-    if (w == REKI__E_STARTING && reki__word_is_free(now) && outcome < 0)
-        return outcome; /* the start we waited on failed: share its error */
+    /* The start we waited on failed: share its error.  The entry may have
+     * been reaped since (DEAD keeps the outcome of its last release). */
+    if (w == REKI__E_STARTING && (reki__word_is_free(now) || now == REKI__E_DEAD) && outcome < 0)
+        return outcome;
     if (reki__word_is_pid(now) && reki__pid_alive(&rt->pids, now)) {
         *c->out = now;
         return REKI_OK;

@@ -39,7 +39,9 @@ static void link_marked(struct reki__hook *h, reki_pid_t pid)
     if (atomic_compare_exchange_strong_explicit(&e->word, &expect, REKI__E_EXITING,
                                                 memory_order_seq_cst, memory_order_relaxed))
         atomic_fetch_sub_explicit(&e->reg->count, 1, memory_order_relaxed);
-    reki__entry_changed(e);
+    /* No wake here (we are under the actor's spinlock): a caller waiting on
+     * this entry can do nothing before the key is FREE, and the release
+     * wakes it then. */
 }
 
 static void link_exited(struct reki__hook *h, reki_pid_t pid, int reason)
@@ -98,9 +100,8 @@ static void link_publish(void *arg)
     atomic_store_explicit(&lp->e->owner, NULL, memory_order_relaxed);
     /* release: pairs with lookups' acquire of word; also publishes linked. */
     atomic_store_explicit(&lp->e->word, lp->pid, memory_order_release);
-    atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
     /* Under the actor's lock: its exit hooks, which release e, wait for us. */
-    reki__entry_changed(lp->e);
+    atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
 }
 
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
@@ -112,6 +113,11 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
     if (p)
         rc = reki__proc_add_hook(p, &e->link, true, link_publish, &lp);
+    /* Waiters wake after the actor's spinlock is released (no system call
+     * under it); e is valid inside this read-side section even if the actor
+     * has exited and e was released meanwhile. */
+    if (rc == REKI_OK)
+        reki__entry_changed(e);
     reki__rcu_read_unlock();
     return rc;
 }

@@ -105,8 +105,20 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
     }
 }
 
+static void inbox_retire(struct reki__proc *p)
+{
+    reki__mbox_drain(p);
+    reki__proc_retire(p); /* late senders' messages are dropped after a grace period */
+}
+
 void reki__inbox_exited(struct reki__proc *p)
 {
+    if (p->free_on_finish) {
+        /* reki_inbox_free ran inside this exit path (a monitor freed the
+         * inbox it watched) and left the proc to us: we are its last user. */
+        inbox_retire(p);
+        return;
+    }
     /* Inside a read-side section: p is retired (call_rcu) once the owner
      * sees `finished`, and freed only after this section. */
     reki__rcu_read_lock();
@@ -121,13 +133,18 @@ static void inbox_release(reki_inbox_t *in)
 {
     struct reki__proc *p = in->p;
     reki__kill_pid(p->rt, p->pid, REKI_EXIT_NORMAL);
+    reki__free(in);
+    if (reki__tls_current() == p->pid) {
+        /* Called from this inbox's own exit path (one of its monitors): that
+         * path finishes after we return, and retires the proc then. */
+        p->free_on_finish = 1;
+        return;
+    }
     /* Whoever killed the pid runs its exit path (monitors may block, and
      * call back in): wait for it before the proc goes. */
     while (!atomic_load_explicit(&p->finished, memory_order_acquire))
         reki__futex_wait(&p->finished, 0, NULL);
-    reki__mbox_drain(p);
-    reki__proc_retire(p); /* late senders' messages are dropped after a grace period */
-    reki__free(in);
+    inbox_retire(p);
 }
 
 void reki_inbox_free(reki_inbox_t *in)

@@ -207,6 +207,7 @@ struct reki__proc {
     reki__spin_t lock;      /* exit transition, hook lists */
     uint8_t kind;
     uint8_t no_terminate;      /* init failed: the actor never lived */
+    uint8_t free_on_finish;    /* inbox: freed from its own exit path (a monitor) */
     _Atomic uint32_t finished; /* inbox: its exit path has run (futex) */
     reki_pid_t pid;
     reki_rt_t *rt;

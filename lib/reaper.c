@@ -37,6 +37,9 @@
 
 #define REAP_STEP 16u
 #define REAP_AGE_MS 1000u
+/* Entries kept whatever the live count: a small registry's keys (and its
+ * starts in flight, which count as entries but not as live) keep theirs. */
+#define REAP_MIN_BUDGET 256u
 
 void reki__reaper_init(reki_registry_t *reg)
 {
@@ -101,7 +104,7 @@ static size_t budget(reki_registry_t *reg)
     size_t cap = reg->min_capacity;
     while (cap / 16 * 5 < live)
         cap <<= 1;
-    return cap / 16 * 5;
+    return cap / 16 * 5 > REAP_MIN_BUDGET ? cap / 16 * 5 : REAP_MIN_BUDGET;
 }
 
 static bool over_budget(reki_registry_t *reg, size_t pending)
@@ -154,12 +157,17 @@ static bool examine(reki_registry_t *reg, struct reki__entry **batch, size_t *n,
     struct reki__entry *e = REKI__CONTAINER_OF(node, struct reki__entry, rnode);
     uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
     uint64_t qgen = atomic_load_explicit(&e->qgen, memory_order_relaxed);
-    if (reki__word_is_free(w) && (w & REKI__E_GEN_MASK) == qgen && !over_budget(reg, *n) &&
-        now - atomic_load_explicit(&e->qtime, memory_order_relaxed) < REAP_AGE_MS)
+    uint64_t qtime = atomic_load_explicit(&e->qtime, memory_order_relaxed);
+    bool old = now > qtime && now - qtime >= REAP_AGE_MS;
+    if (reki__word_is_free(w) && (w & REKI__E_GEN_MASK) == qgen && !over_budget(reg, *n) && !old)
         return false; /* young and within budget: so is everything behind it */
-    __cds_wfcq_dequeue_nonblocking(&reg->rq_head, &reg->rq_tail);
-    if (!reki__word_is_free(w))
-        give_back(reg, e); /* in use: queued again at its next FREE */
+    /* The head can be linked to a successor that an enqueuer has not
+     * finished linking: then it is not dequeued (WOULDBLOCK), and must stay
+     * as it is until a later step. */
+    if (__cds_wfcq_dequeue_nonblocking(&reg->rq_head, &reg->rq_tail) != node)
+        return false;
+    if (!reki__word_is_free(w) || atomic_load_explicit(&e->waiters, memory_order_seq_cst) > 0)
+        give_back(reg, e); /* in use, or callers wait on it: queued again if FREE */
     else if ((w & REKI__E_GEN_MASK) != qgen)
         enqueue(reg, e, w & REKI__E_GEN_MASK); /* used meanwhile: second chance */
     else
