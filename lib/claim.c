@@ -211,8 +211,22 @@ int reki_lookup_or_start(reki_registry_t *reg, const void *key, size_t keylen, r
     struct call c = {reg, key, keylen, {0}, start, arg, NULL, timeout_ms, out};
     reki__table_hash(reg, key, keylen, &c.h);
 
-    if (REKI__LIKELY(reki__table_hit(reg, c.h, key, keylen, out)))
+    /* The hit, and the claim of a FREE entry, from one probe. */
+    uint64_t w = 0;
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, c.h, key, keylen, &w);
+    if (REKI__LIKELY(reki__word_is_pid(w))) {
+        reki__rcu_read_unlock();
+        *out = w;
         return REKI_OK;
+    }
+    if (e && reki__word_is_free(w)) {
+        int rc = claim_free(&c, e, w); /* ends the read-side section */
+        if (rc != RETRY)
+            return rc;
+    } else {
+        reki__rcu_read_unlock();
+    }
 
     struct timespec ts;
     c.deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;

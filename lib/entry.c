@@ -82,10 +82,14 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
 
 void reki__entry_changed(struct reki__entry *e)
 {
-    /* seq_cst: Dekker with a waiter's "waiters + 1; read seq; read word". */
-    atomic_fetch_add_explicit(&e->seq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&e->waiters, memory_order_seq_cst) > 0)
+    /* seq_cst: Dekker with a waiter's "waiters + 1; read seq; read word",
+     * the word having been stored seq_cst before this call.  A waiter not
+     * counted yet reads the new word after its increment and does not
+     * sleep; one counted is woken through seq. */
+    if (atomic_load_explicit(&e->waiters, memory_order_seq_cst) > 0) {
+        atomic_fetch_add_explicit(&e->seq, 1, memory_order_seq_cst);
         reki__futex_wake(&e->seq, INT32_MAX);
+    }
 }
 
 struct link_pub {
@@ -98,8 +102,9 @@ static void link_publish(void *arg)
     struct link_pub *lp = arg;
     atomic_store_explicit(&lp->e->linked, lp->pid, memory_order_relaxed);
     atomic_store_explicit(&lp->e->owner, NULL, memory_order_relaxed);
-    /* release: pairs with lookups' acquire of word; also publishes linked. */
-    atomic_store_explicit(&lp->e->word, lp->pid, memory_order_release);
+    /* seq_cst: release for lookups' acquire of word (publishes linked too),
+     * and the store half of the Dekker pair in reki__entry_changed. */
+    atomic_store_explicit(&lp->e->word, lp->pid, memory_order_seq_cst);
     /* Under the actor's lock: its exit hooks, which release e, wait for us. */
     atomic_fetch_add_explicit(&lp->e->reg->count, 1, memory_order_relaxed);
 }

@@ -40,6 +40,7 @@
 /* Entries kept whatever the live count: a small registry's keys (and its
  * starts in flight, which count as entries but not as live) keep theirs. */
 #define REAP_MIN_BUDGET 256u
+#define AGE_STRIDE 64u
 
 void reki__reaper_init(reki_registry_t *reg)
 {
@@ -68,7 +69,7 @@ static uint64_t now_ms(void)
 static void enqueue(reki_registry_t *reg, struct reki__entry *e, uint64_t gen)
 {
     atomic_store_explicit(&e->qgen, gen, memory_order_relaxed);
-    atomic_store_explicit(&e->qtime, now_ms(), memory_order_relaxed);
+    atomic_store_explicit(&e->qtime, 0, memory_order_relaxed); /* stamped at the head */
     cds_wfcq_node_init(&e->rnode);
     cds_wfcq_enqueue(&reg->rq_head, &reg->rq_tail, &e->rnode);
 }
@@ -86,12 +87,6 @@ static void give_back(reki_registry_t *reg, struct reki__entry *e)
 {
     atomic_store_explicit(&e->queued, 0, memory_order_seq_cst);
     queue_if_free(reg, e);
-}
-
-void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
-{
-    queue_if_free(reg, e);
-    reki__reaper_step(reg);
 }
 
 /* Entries the registry may hold, FREE ones included: 5/16 of the map that
@@ -112,6 +107,17 @@ static bool over_budget(reki_registry_t *reg, size_t pending)
     if (reg->reap_eager)
         return true;
     return atomic_load_explicit(&reg->entries, memory_order_relaxed) - pending > budget(reg);
+}
+
+void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
+{
+    /* Within budget only age can make an entry reapable: look once every
+     * AGE_STRIDE frees on this thread, not at each (a clock read and the
+     * queue's head line). */
+    static _Thread_local unsigned tick;
+    queue_if_free(reg, e);
+    if (over_budget(reg, 0) || (++tick & (AGE_STRIDE - 1)) == 0)
+        reki__reaper_step(reg);
 }
 
 /* Under rlock: CAS each of batch to DEAD and unlink it, or give it back. */
@@ -158,6 +164,8 @@ static bool examine(reki_registry_t *reg, struct reki__entry **batch, size_t *n,
     uint64_t w = atomic_load_explicit(&e->word, memory_order_acquire);
     uint64_t qgen = atomic_load_explicit(&e->qgen, memory_order_relaxed);
     uint64_t qtime = atomic_load_explicit(&e->qtime, memory_order_relaxed);
+    if (qtime == 0) /* its age counts from the first step that sees it at the head */
+        atomic_store_explicit(&e->qtime, qtime = now, memory_order_relaxed);
     bool old = now > qtime && now - qtime >= REAP_AGE_MS;
     if (reki__word_is_free(w) && (w & REKI__E_GEN_MASK) == qgen && !over_budget(reg, *n) && !old)
         return false; /* young and within budget: so is everything behind it */
