@@ -16,6 +16,15 @@
  *    is running or will start.  docs/concurrency.md holds the full table.
  *  - No thread has to register itself: per-thread state (RCU reader, hazard
  *    pointer records) is created on first use and released at thread exit.
+ *    The first call on a new thread pays that registration once (liburcu-bp
+ *    takes a process-wide mutex and blocks signals twice): a server that
+ *    makes a thread per request pays it per request; prefer a thread pool.
+ *  - No user callback (start, init, handle, terminate, drop, down, foreach's
+ *    fn) runs inside an RCU read-side section, so a callback that blocks
+ *    delays nothing outside its own actor, key or call.
+ *  - fork(): a child process may not use a runtime, registry or inbox it
+ *    inherited (their threads do not exist in the child); it may create new
+ *    ones, or exec.  liburcu-bp keeps its own state consistent across fork.
  *  - Keys are byte strings, 1 <= keylen <= REKI_KEY_MAX, copied on insert.
  *
  * Copyright the reki authors.  See LICENSE.
