@@ -5,6 +5,7 @@
  */
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 #include "fault.h"
@@ -59,6 +60,19 @@ void *reki__malloc(size_t size)
     if (ALLOC_FAILS())
         return NULL;
     return malloc(size);
+}
+
+void *reki__map_pages(size_t size)
+{
+    if (ALLOC_FAILS())
+        return NULL;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+void reki__unmap_pages(void *p, size_t size)
+{
+    munmap(p, size);
 }
 
 void *reki__calloc(size_t n, size_t size)

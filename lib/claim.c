@@ -79,7 +79,7 @@ static int claim(struct call *c)
         return rc;
     }
     REKI__YIELD();
-    reki__reaper_step(reg); /* one more entry: keep the budget */
+    reki__reaper_after_insert(reg); /* one more entry: keep the budget */
     return run_start(c, e);
 }
 

@@ -61,6 +61,10 @@ void *reki__malloc(size_t size);
 void *reki__calloc(size_t n, size_t size);
 void *reki__aligned_alloc(size_t align, size_t size);
 void reki__free(void *p);
+/* Zeroed pages straight from the kernel (large, short-lived blocks); NULL on
+ * failure.  reki__unmap_pages gives them back. */
+void *reki__map_pages(size_t size);
+void reki__unmap_pages(void *p, size_t size);
 /* pthread_create with fault injection; returns 0 or REKI_EAGAIN. */
 int reki__thread_create(pthread_t *tid, void *(*fn)(void *), void *arg);
 

@@ -120,6 +120,12 @@ void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
         reki__reaper_step(reg);
 }
 
+void reki__reaper_after_insert(reki_registry_t *reg)
+{
+    if (over_budget(reg, 0))
+        reki__reaper_step(reg);
+}
+
 /* Under rlock: CAS each of batch to DEAD and unlink it, or give it back. */
 static void reap(reki_registry_t *reg, struct reki__entry **batch, size_t n)
 {

@@ -187,6 +187,8 @@ void reki__reaper_init(reki_registry_t *reg);
 void reki__reaper_destroy(reki_registry_t *reg);
 /* e just went FREE: queue it (once) and do a bounded step of reaping. */
 void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e);
+/* A key was inserted: a step if the registry is over its budget. */
+void reki__reaper_after_insert(reki_registry_t *reg);
 /* A bounded step: unlink entries that stayed FREE, while the registry holds
  * more than its budget or they are older than the reaper's epoch. */
 void reki__reaper_step(reki_registry_t *reg);

@@ -39,21 +39,47 @@
 /* ck's map sizes are 32-bit: 2^31 slots at most. */
 #define MAX_MAP ((size_t)1 << 31)
 
+/* Maps of BIG_MAP bytes or more are mapped from the kernel and unmapped
+ * when freed: a registry whose keys come and go rebuilds its map often, and
+ * glibc, once such a block has been freed, serves the next ones from the
+ * heap, where maps freed a grace period late fragment it (measured: the
+ * process kept twice the memory of one whose keys stayed). */
+#define BIG_MAP ((size_t)128 << 10)
+
 struct block {
     struct rcu_head rcu;
+    size_t mapped; /* bytes mmapped, or 0 (malloc) */
     max_align_t data[];
 };
 
 static void *tbl_malloc(size_t n)
 {
-    struct block *b = reki__malloc(sizeof(*b) + n);
-    return b ? b->data : NULL;
+    size_t total = sizeof(struct block) + n;
+    struct block *b;
+    if (total >= BIG_MAP) {
+        if (!(b = reki__map_pages(total)))
+            return NULL;
+        b->mapped = total;
+    } else {
+        if (!(b = reki__malloc(total)))
+            return NULL;
+        b->mapped = 0;
+    }
+    return b->data;
+}
+
+static void block_release(struct block *b)
+{
+    if (b->mapped)
+        reki__unmap_pages(b, b->mapped);
+    else
+        reki__free(b);
 }
 
 static void block_free_cb(struct rcu_head *head)
 {
     reki__rcu_reclaim_acquire();
-    reki__free(REKI__CONTAINER_OF(head, struct block, rcu));
+    block_release(REKI__CONTAINER_OF(head, struct block, rcu));
     reki__rcu_callback_done();
 }
 
@@ -66,7 +92,7 @@ static void tbl_free(void *p, size_t n, bool defer)
     if (defer)
         reki__call_rcu(&b->rcu, block_free_cb);
     else
-        reki__free(b);
+        block_release(b);
 }
 
 static void *tbl_realloc(void *p, size_t old, size_t n, bool defer)
@@ -175,12 +201,12 @@ struct reki__entry *reki__table_get_aliased(struct reki__table *t, ck_ht_hash_t 
 
 static bool ht_put(struct reki__table *t, struct reki__entry *e)
 {
-    ck_ht_entry_t ent;
-    ck_ht_entry_key_set(&ent, e->key, (uint16_t)e->keylen);
     /* ck_ht_put_spmc reuses the first tombstone on the probe path without
-     * looking further for the key: check first, never insert a duplicate. */
-    if (ck_ht_get_spmc(&t->ht, e->hash, &ent))
-        return true;
+     * looking further for the key, so it must never be given a key that is
+     * in t: claims check the key absent from the current table under wlock,
+     * a rebuild's target holds only entries the cursor copied (new entries
+     * join `all` behind the cursor) and loses every entry removed. */
+    ck_ht_entry_t ent;
     ck_ht_entry_set(&ent, e->hash, e->key, (uint16_t)e->keylen, e);
     if (!ck_ht_put_spmc(&t->ht, e->hash, &ent))
         return false;
