@@ -4,6 +4,7 @@
  * foreach during changes, and a registry of a million keys.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,9 +300,11 @@ Test(contention, foreach_during_changes_visits_each_entry_at_most_once)
 
 /* --------------------------------- lookups while other keys churn -- */
 
-/* Keys that come and go leave tombstones in the index, which the writer
- * compacts (ck_ht_gc) while readers probe it without a lock: a lookup of a
- * key registered throughout must never miss it or return another pid. */
+/* Keys that come and go leave tombstones in the index, and keys never seen
+ * again are reaped, so the writer rebuilds the index into a second table
+ * while readers probe the first without a lock, then switches them over: a
+ * lookup of a key registered throughout must never miss it or return
+ * another pid. */
 struct reader {
     struct keyslot *keys;
     const reki_pid_t *pids;
@@ -370,6 +373,90 @@ Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
         wrong += rd[i].wrong;
     }
     cr_assert_geq(churned, want, "only %ld starts of churned keys before the deadline", churned);
+    cr_assert_gt(lookups, 0);
+    cr_assert_eq(misses, 0, "%ld of %ld lookups missed a key registered throughout", misses,
+                 lookups);
+    cr_assert_eq(wrong, 0, "%ld of %ld lookups returned another pid", wrong, lookups);
+    cr_assert_eq(t_ldl(&p.violations), 0);
+    reki_registry_free(reg);
+    reg = NULL;
+    free(keys);
+}
+
+/* Writers of keys never seen before: each start inserts an entry, each
+ * stop leaves it FREE, and the reaper unlinks FREE entries past the budget,
+ * so the index keeps being rebuilt. */
+struct fresh_writer {
+    int id;
+    struct start_ctx *s;
+    atomic_int *stop;
+    long cycles, errors;
+};
+
+static void *fresh_thread(void *arg)
+{
+    struct fresh_writer *f = arg;
+    while (!atomic_load_explicit(f->stop, memory_order_relaxed)) {
+        char key[32];
+        int n = snprintf(key, sizeof(key), "fresh:%d:%ld", f->id, f->cycles++);
+        reki_pid_t pid;
+        if (reki_lookup_or_start(reg, key, (size_t)n, t_start, f->s, -1, &pid) != REKI_STARTED ||
+            reki_stop(reg, key, (size_t)n) != REKI_OK)
+            f->errors++;
+    }
+    return NULL;
+}
+
+Test(contention, lookups_never_miss_a_stable_key_while_the_index_is_rebuilt)
+{
+    struct keyslot *keys = make_keys(STABLE, 0);
+    reki_pid_t pids[STABLE];
+    for (int i = 0; i < STABLE; i++)
+        cr_assert_eq(
+            reki_lookup_or_start(reg, keys[i].key, keys[i].len, t_start, &keys[i].s, -1, &pids[i]),
+            REKI_STARTED);
+    reki_registry_stats_t before, after;
+    cr_assert_eq(reki_registry_stats(reg, &before), REKI_OK);
+    enum { WRITERS = 3, READERS = 3 };
+    atomic_int stop_writing = 0, stop_reading = 0;
+    struct start_ctx s;
+    start_ctx_init(&s, rt, &p);
+    struct fresh_writer fw[WRITERS];
+    struct reader rd[READERS];
+    pthread_t writer_threads[WRITERS], reader_threads[READERS];
+    for (int i = 0; i < READERS; i++) {
+        rd[i] = (struct reader){.keys = keys, .pids = pids, .stop = &stop_reading, .id = i};
+        cr_assert_eq(pthread_create(&reader_threads[i], NULL, stable_reader, &rd[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        fw[i] = (struct fresh_writer){.id = i, .s = &s, .stop = &stop_writing};
+        cr_assert_eq(pthread_create(&writer_threads[i], NULL, fresh_thread, &fw[i]), 0);
+    }
+    /* The index rebuilds each time tombstones pass 1/4 of its map (at least
+     * 1,024 slots here): wait for many rebuilds. */
+    long want = t_scaled(40, 4);
+    uint64_t deadline = t_now_ms() + (uint64_t)t_wait_ms();
+    do {
+        t_sleep_ms(5);
+        cr_assert_eq(reki_registry_stats(reg, &after), REKI_OK);
+    } while ((long)(after.rebuilds - before.rebuilds) < want && t_now_ms() < deadline);
+    atomic_store(&stop_writing, 1);
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(writer_threads[i], NULL);
+        cr_assert_eq(fw[i].errors, 0);
+    }
+    atomic_store(&stop_reading, 1);
+    long lookups = 0, misses = 0, wrong = 0;
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(reader_threads[i], NULL);
+        lookups += rd[i].lookups;
+        misses += rd[i].misses;
+        wrong += rd[i].wrong;
+    }
+    cr_assert_geq((long)(after.rebuilds - before.rebuilds), want,
+                  "only %llu rebuilds before the deadline",
+                  (unsigned long long)(after.rebuilds - before.rebuilds));
+    cr_assert_gt(after.reaped, before.reaped);
     cr_assert_gt(lookups, 0);
     cr_assert_eq(misses, 0, "%ld of %ld lookups missed a key registered throughout", misses,
                  lookups);
