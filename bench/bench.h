@@ -82,8 +82,9 @@ int bench_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_p
 
 /* ------------------------------------------------------- implementations -- */
 
-#define BENCH_CAP_LOOKUP 0x1u /* lookup and lookup_or_start */
+#define BENCH_CAP_LOOKUP 0x1u /* lookup (and lookup_or_start of registered keys) */
 #define BENCH_CAP_STOP 0x2u   /* stop: remove the key and end its actor */
+#define BENCH_CAP_START 0x4u  /* lookup_or_start of keys it does not hold */
 
 typedef struct bench_impl {
     const char *name;
@@ -110,6 +111,7 @@ extern const bench_impl_t bench_impl_rwlock;
 extern const bench_impl_t bench_impl_serial;
 extern const bench_impl_t bench_impl_ck_ht;
 extern const bench_impl_t bench_impl_cds_lfht;
+extern const bench_impl_t bench_impl_floor;
 
 /* All implementations, reki first; NULL-terminated. */
 extern const bench_impl_t *const bench_impls[];

@@ -146,7 +146,7 @@ static void l_thread_leave(void)
 const bench_impl_t bench_impl_cds_lfht = {
     .name = "cds_lfht",
     .what = "floor: bare cds_lfht_lookup (urcu-memb); get-or-create by cds_lfht_add_unique",
-    .caps = BENCH_CAP_LOOKUP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START,
     .create = l_create,
     .destroy = l_destroy,
     .lookup = l_lookup,

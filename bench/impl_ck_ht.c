@@ -75,7 +75,7 @@ static int ck_lookup_or_start(void *p, const void *key, size_t len, reki_pid_t *
 const bench_impl_t bench_impl_ck_ht = {
     .name = "ck_ht",
     .what = "floor: bare ck_ht_hash + ck_ht_get_spmc; get-or-create under a writer mutex",
-    .caps = BENCH_CAP_LOOKUP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START,
     .create = ck_create,
     .destroy = ck_destroy,
     .lookup = ck_lookup,

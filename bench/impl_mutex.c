@@ -95,7 +95,7 @@ static int m_stop(void *p, const void *key, size_t len)
 const bench_impl_t bench_impl_mutex = {
     .name = "mutex",
     .what = "chained hash table under one pthread_mutex, start under the lock",
-    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START | BENCH_CAP_STOP,
     .create = m_create,
     .destroy = m_destroy,
     .lookup = m_lookup,

@@ -35,7 +35,7 @@ static int reki_remove(void *t, const void *key, size_t len)
 const bench_impl_t bench_impl_reki = {
     .name = "reki",
     .what = "reki_lookup / reki_lookup_or_start / reki_stop",
-    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START | BENCH_CAP_STOP,
     .create = reki_create,
     .destroy = reki_destroy,
     .lookup = reki_get,

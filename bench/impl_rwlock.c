@@ -105,7 +105,7 @@ static int rw_stop(void *p, const void *key, size_t len)
 const bench_impl_t bench_impl_rwlock = {
     .name = "rwlock",
     .what = "chained hash table under one pthread_rwlock, start under the write lock",
-    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START | BENCH_CAP_STOP,
     .create = rw_create,
     .destroy = rw_destroy,
     .lookup = rw_lookup,

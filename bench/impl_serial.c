@@ -162,7 +162,7 @@ static int s_stop(void *p, const void *key, size_t len)
 const bench_impl_t bench_impl_serial = {
     .name = "serial",
     .what = "gen_registry design: lock-free table reads, starts and stops on one registry thread",
-    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_START | BENCH_CAP_STOP,
     .create = s_create,
     .destroy = s_destroy,
     .lookup = s_lookup,

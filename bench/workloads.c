@@ -190,14 +190,14 @@ static const bench_workload_t w_hot = {
 static const bench_workload_t w_new = {
     .name = "los_new",
     .what = "lookup_or_start of a new key: each op starts a light actor",
-    .caps = BENCH_CAP_LOOKUP,
+    .caps = BENCH_CAP_START,
     .flags = BENCH_W_NEWKEYS,
     .fn = lookup_or_start_new,
 };
 static const bench_workload_t w_churn = {
     .name = "churn",
     .what = "lookup_or_start then stop of a random key of the set (one cycle per op)",
-    .caps = BENCH_CAP_LOOKUP | BENCH_CAP_STOP,
+    .caps = BENCH_CAP_START | BENCH_CAP_STOP,
     .fn = churn,
 };
 static const bench_workload_t w_mixed = {
@@ -231,6 +231,7 @@ const bench_impl_t *const bench_impls[] = {
     &bench_impl_serial,
     &bench_impl_ck_ht,
     &bench_impl_cds_lfht,
+    &bench_impl_floor,
     NULL,
 };
 
