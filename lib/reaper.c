@@ -42,6 +42,8 @@
 #define REAP_MIN_BUDGET 256u
 #define AGE_STRIDE 64u
 
+static size_t budget(reki_registry_t *reg);
+
 void reki__reaper_init(reki_registry_t *reg)
 {
     /* A test knob (docs/testing.md): reap every entry that stayed FREE for
@@ -49,6 +51,8 @@ void reki__reaper_init(reki_registry_t *reg)
      * reaper all the time. */
     const char *eager = getenv("REKI_DEBUG_REAP");
     reg->reap_eager = eager && *eager && *eager != '0';
+    reg->budget_floor = 0;
+    reg->budget_floor = budget(reg); /* with no live actor: its least */
     atomic_init(&reg->reaped, 0);
     pthread_mutex_init(&reg->rlock, NULL);
     __cds_wfcq_init(&reg->rq_head, &reg->rq_tail);
@@ -106,7 +110,10 @@ static bool over_budget(reki_registry_t *reg, size_t pending)
 {
     if (reg->reap_eager)
         return true;
-    return atomic_load_explicit(&reg->entries, memory_order_relaxed) - pending > budget(reg);
+    size_t n = atomic_load_explicit(&reg->entries, memory_order_relaxed) - pending;
+    /* The budget is never below budget_floor: most calls need not read the
+     * live count, whose line every start and exit writes. */
+    return n > reg->budget_floor && n > budget(reg);
 }
 
 void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)

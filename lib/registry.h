@@ -86,6 +86,7 @@ struct reki_registry {
     _Atomic int iterating;      /* reki_foreach calls running: the reaper waits */
     _Atomic uint32_t drain_seq; /* futex: bumped at FREE stores while closing */
     bool reap_eager;            /* REKI_DEBUG_REAP: reap every entry that stays FREE */
+    size_t budget_floor;        /* the reaper's budget with no live actor (its least) */
     _Atomic uint64_t reaped;    /* written under wlock */
     _Atomic uint64_t rebuilds;  /* written under wlock */
     /* The reaper (reaper.c): entries that went FREE, oldest first. */
