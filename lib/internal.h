@@ -11,6 +11,24 @@
 #ifndef REKI_INTERNAL_H
 #define REKI_INTERNAL_H
 
+/* ThreadSanitizer from the compiler itself, also when a project builds reki
+ * with -fsanitize=thread in its own CFLAGS rather than through
+ * REKI_SANITIZE: gcc defines __SANITIZE_THREAD__, clang has the feature. */
+#if !defined(REKI_TSAN)
+#if defined(__SANITIZE_THREAD__)
+#define REKI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define REKI_TSAN 1
+#endif
+#endif
+#endif
+/* liburcu's inline fast paths use volatile accesses that TSan misreads: out
+ * of line under TSan (REKI_SANITIZE builds never define it). */
+#if defined(REKI_TSAN) && defined(_LGPL_SOURCE)
+#undef _LGPL_SOURCE
+#endif
+
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

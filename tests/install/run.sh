@@ -45,10 +45,16 @@ fi
 export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 pc_version=$(pkg-config --modversion reki)
 [ "$pc_version" = "$version" ] || die "reki.pc says $pc_version, expected $version"
-pc_requires=$(pkg-config --print-requires-private reki | tr '\n' ' ')
-case "$pc_requires" in
-    *liburcu-bp*ck* | *ck*liburcu-bp*) ;;
-    *) die "reki.pc Requires.private is '$pc_requires', needs liburcu-bp and ck" ;;
+# reki.h includes no ck or liburcu header: their flags must not reach a
+# consumer's compile line, and their libraries must reach a static link.
+pc_cflags=$(pkg-config --cflags reki)
+case "$pc_cflags" in
+    *-D__x86_64__* | *x86_64-linux-gnu*) die "pkg-config --cflags reki leaks dependencies: $pc_cflags" ;;
+esac
+pc_static=$(pkg-config --static --libs reki)
+case "$pc_static" in
+    *-lurcu-bp*-lck* | *-lck*-lurcu-bp*) ;;
+    *) die "pkg-config --static --libs reki lacks liburcu-bp or ck: $pc_static" ;;
 esac
 
 if [ "$shared" = ON ]; then
