@@ -119,8 +119,9 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
         rc = REKI_OK;
         if (p->kind == REKI__INBOX)
             inbox = p;
-        else
-            reki__proc_wake(p);
+        /* A light or dedicated actor's thread runs its exit path; an
+         * inbox's receiver wakes to find the pid dead (reki_inbox_recv). */
+        reki__proc_wake(p);
     }
     reki__rcu_read_unlock();
     /* An inbox has no thread of its own: the killer runs its exit path

@@ -13,6 +13,7 @@
 struct reki_inbox {
     struct reki__proc *p;
     struct reki__list node; /* rt->inboxes */
+    bool drained;           /* receiver only: dead and empty after a grace period */
 };
 
 static void inbox_release(reki_inbox_t *in);
@@ -29,6 +30,7 @@ int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t
     reki_inbox_t *in = reki__malloc(sizeof(*in));
     if (!in)
         return REKI_ENOMEM;
+    in->drained = false;
     reki_behavior_t b = {.drop = opts ? opts->drop : NULL};
     int rc = reki__proc_new(rt, &b, NULL, REKI__INBOX, &in->p);
     if (rc != REKI_OK) {
@@ -73,7 +75,10 @@ static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
                                                 memory_order_seq_cst))
         s = REKI__IDLE;
     REKI__FENCE();
-    if (!reki__mbox_empty(p))
+    /* Dekker with a sender's "enqueue; CAS IDLE -> SCHEDULED" and with the
+     * killer's "reason; CAS IDLE -> SCHEDULED" (reki__kill_pid). */
+    if (!reki__mbox_empty(p) ||
+        atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
         return REKI_OK;
     int rc = reki__futex_wait(&p->sched, s, deadline);
     if (s == REKI__IDLE) {
@@ -82,6 +87,21 @@ static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
                                                 memory_order_acquire, memory_order_acquire);
     }
     return rc;
+}
+
+/* The queue is empty and the pid dead: once every sender that saw the pid
+ * alive has finished its enqueue (a grace period: they enqueue inside a
+ * read-side section), an empty queue stays empty. */
+static bool inbox_dead_and_drained(reki_inbox_t *in)
+{
+    if (atomic_load_explicit(&in->p->reason, memory_order_acquire) == REKI__ALIVE)
+        return false;
+    if (!in->drained) {
+        reki__rcu_synchronize();
+        in->drained = true;
+        return reki__mbox_empty(in->p);
+    }
+    return true;
 }
 
 int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
@@ -98,6 +118,8 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
             sched_yield(); /* a sender is mid-enqueue */
             continue;
         }
+        if (inbox_dead_and_drained(in))
+            return REKI_EDEAD;
         if (timeout_ms == 0)
             return REKI_ETIMEDOUT;
         if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT)

@@ -239,17 +239,22 @@ REKI_API int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg));
 /*
  * reki_inbox_recv: take the next message, waiting up to timeout_ms
  * (-1 = forever, 0 = do not wait).
- * Returns: REKI_OK and *msg; REKI_ETIMEDOUT; REKI_EINVAL (in or msg NULL,
- *   timeout_ms < -1).
- * Thread-safety: one receiving thread per inbox at a time.
+ * Returns: REKI_OK and *msg; REKI_ETIMEDOUT; REKI_EDEAD once the inbox's pid
+ *   is dead (killed, stopped) and every message accepted before has been
+ *   received (a receiver waiting then wakes with it); REKI_EINVAL (in or msg
+ *   NULL, timeout_ms < -1).
+ * Thread-safety: one receiving thread per inbox at a time.  The first
+ *   REKI_EDEAD waits for one RCU grace period (senders that saw the pid alive
+ *   finish their enqueue), so it may not be called inside a callback of
+ *   another library that holds an RCU read-side section of liburcu-bp.
  * Ordering: like reki_send's; the sender's prior writes are visible.
  */
 REKI_API int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms);
 
 /*
  * If the inbox's pid is killed (reki_kill, reki_stop, reki_rt_free) the
- * messages accepted before still arrive; after them reki_inbox_recv waits out
- * its timeout, since nothing new can come.
+ * messages accepted before still arrive; after them reki_inbox_recv returns
+ * REKI_EDEAD, since nothing new can come.
  *
  * reki_inbox_free: the pid dies (sends fail from now on), unreceived messages
  * go to the drop function (if any; otherwise they are discarded and remain the

@@ -248,9 +248,43 @@ Test(inbox, killing_an_inbox_pid_keeps_accepted_messages)
         cr_assert_eq(got, &vals[i]);
     }
     void *got;
-    cr_assert_eq(reki_inbox_recv(in, &got, 20), REKI_ETIMEDOUT);
+    /* Drained and dead: nothing can come, so no wait (-1 would hang). */
+    cr_assert_eq(reki_inbox_recv(in, &got, -1), REKI_EDEAD);
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_EDEAD);
     reki_inbox_free(in);
     reki_rt_free(rt);
     rt = NULL;
     cr_assert_eq(t_ldl(&p.downs), 1, "the inbox's monitor fired %ld times", t_ldl(&p.downs));
+}
+
+struct blocked_recv {
+    reki_inbox_t *in;
+    atomic_int entered;
+    int rc;
+};
+
+static void *recv_forever(void *arg)
+{
+    struct blocked_recv *b = arg;
+    void *got;
+    atomic_store(&b->entered, 1);
+    b->rc = reki_inbox_recv(b->in, &got, -1);
+    return NULL;
+}
+
+/* A receiver waiting with no timeout wakes with REKI_EDEAD when the inbox's
+ * pid is killed (before 0.2 it waited forever). */
+Test(inbox, killing_the_pid_wakes_a_receiver_waiting_forever, .timeout = 30.0)
+{
+    reki_inbox_t *in;
+    cr_assert_eq(reki_inbox_new(rt, &in), REKI_OK);
+    struct blocked_recv b = {.in = in};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, recv_forever, &b), 0);
+    t_wait_flag(&b.entered);
+    t_sleep_ms(t_settle_ms()); /* let it reach its wait */
+    cr_assert_eq(reki_kill(rt, reki_inbox_pid(in)), REKI_OK);
+    pthread_join(t, NULL);
+    cr_assert_eq(b.rc, REKI_EDEAD, "recv returned %d", b.rc);
+    reki_inbox_free(in);
 }
