@@ -211,6 +211,7 @@ static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t
     atomic_init(&p->sched, REKI__INIT);
     atomic_init(&p->reason, REKI__ALIVE);
     atomic_init(&p->finished, 0);
+    atomic_init(&p->qlen, 0);
     atomic_init(&p->lock.held, 0);
     p->kind = kind;
     p->rt = rt;
@@ -223,7 +224,7 @@ static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t
 }
 
 int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
-                   struct reki__proc **out)
+                   uint32_t max_queue, struct reki__proc **out)
 {
     /* Counted before the shutdown check: reki_rt_free waits for every proc
      * that got past it (seq_cst on both sides). */
@@ -238,6 +239,7 @@ int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t k
         return REKI_ENOMEM;
     }
     proc_init(p, rt, b, arg, kind);
+    p->max_queue = max_queue;
     int rc = reki__pid_alloc(&rt->pids, p, &p->pid);
     if (rc != REKI_OK) {
         reki__free(p);
@@ -275,7 +277,7 @@ int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg, const reki_sp
         return REKI_EINVAL;
     uint8_t kind = (flags & REKI_SPAWN_DEDICATED) ? REKI__DEDICATED : REKI__LIGHT;
     struct reki__proc *p;
-    int rc = reki__proc_new(rt, b, arg, kind, &p);
+    int rc = reki__proc_new(rt, b, arg, kind, opts ? opts->max_queue : 0, &p);
     if (rc != REKI_OK)
         return rc;
     if (kind == REKI__DEDICATED && (rc = reki__dedicated_start(p)) != REKI_OK) {
@@ -331,4 +333,17 @@ int reki_kill(reki_rt_t *rt, reki_pid_t pid)
 bool reki_alive(reki_rt_t *rt, reki_pid_t pid)
 {
     return rt && reki__pid_alive(&rt->pids, pid);
+}
+
+size_t reki_mailbox_len(reki_rt_t *rt, reki_pid_t pid)
+{
+    if (!rt)
+        return 0;
+    size_t n = 0;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
+    if (p)
+        n = atomic_load_explicit(&p->qlen, memory_order_relaxed);
+    reki__rcu_read_unlock();
+    return n;
 }

@@ -32,7 +32,7 @@ int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t
         return REKI_ENOMEM;
     in->drained = false;
     reki_behavior_t b = {.drop = opts ? opts->drop : NULL};
-    int rc = reki__proc_new(rt, &b, NULL, REKI__INBOX, &in->p);
+    int rc = reki__proc_new(rt, &b, NULL, REKI__INBOX, 0, &in->p);
     if (rc != REKI_OK) {
         reki__free(in);
         return rc;

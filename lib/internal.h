@@ -231,6 +231,8 @@ struct reki__proc {
     uint8_t no_terminate;      /* init failed: the actor never lived */
     uint8_t free_on_finish;    /* inbox: freed from its own exit path (a monitor) */
     _Atomic uint32_t finished; /* inbox: its exit path has run (futex) */
+    _Atomic uint32_t qlen;     /* messages queued and not yet taken */
+    uint32_t max_queue;        /* 0 = unbounded */
     reki_pid_t pid;
     reki_rt_t *rt;
     reki_next_t (*handle)(void *, void *, reki_pid_t);
@@ -245,8 +247,9 @@ struct reki__proc {
 };
 
 /* mailbox.c */
-/* Queue msg; returns REKI_OK or REKI_ENOMEM.  *was_empty tells whether the
- * mailbox was empty before: the sender that fills it schedules the proc. */
+/* Queue msg; returns REKI_OK, REKI_EFULL (at max_queue) or REKI_ENOMEM.
+ * *was_empty tells whether the mailbox was empty before: the sender that
+ * fills it schedules the proc. */
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
 /* 1 and *msg; 0 if empty; -1 if a sender is half-way through an enqueue. */
 int reki__mbox_pop(struct reki__proc *p, void **msg);
@@ -263,7 +266,7 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason);
 void reki__proc_finish(struct reki__proc *p);
 /* A new proc with a live pid, its sched at REKI__INIT (nobody runs it yet). */
 int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
-                   struct reki__proc **out);
+                   uint32_t max_queue, struct reki__proc **out);
 /* Make p's consumer look at its mailbox (IDLE -> SCHEDULED). */
 void reki__proc_wake(struct reki__proc *p);
 /* Handle one dequeued message; false once the actor has exited and finished. */

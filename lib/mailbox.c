@@ -18,9 +18,19 @@ struct envelope {
 
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
 {
+    /* Counted before the enqueue, so the consumer's decrement never comes
+     * first; a bounded mailbox refuses past its bound (the increment is the
+     * reservation, given back on refusal). */
+    uint32_t n = atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+    if (p->max_queue && n >= p->max_queue) {
+        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+        return REKI_EFULL;
+    }
     struct envelope *e = reki__malloc(sizeof(*e));
-    if (!e)
+    if (!e) {
+        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
         return REKI_ENOMEM;
+    }
     cds_wfcq_node_init(&e->node);
     /* release: pairs with the acquire in reki__mbox_pop. */
     atomic_store_explicit(&e->msg, msg, memory_order_release);
@@ -39,6 +49,7 @@ int reki__mbox_pop(struct reki__proc *p, void **msg)
     struct envelope *e = REKI__CONTAINER_OF(n, struct envelope, node);
     *msg = atomic_load_explicit(&e->msg, memory_order_acquire);
     reki__free(e);
+    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
     return 1;
 }
 

@@ -13,6 +13,7 @@ _Static_assert(REKI_EINVAL == -EINVAL, "code mismatch");
 _Static_assert(REKI_EDEADLK == -EDEADLK, "code mismatch");
 _Static_assert(REKI_ESHUTDOWN == -ESHUTDOWN, "code mismatch");
 _Static_assert(REKI_ETIMEDOUT == -ETIMEDOUT, "code mismatch");
+_Static_assert(REKI_EFULL == -ENOBUFS, "code mismatch");
 
 const char *reki_strerror(int code)
 {
@@ -27,6 +28,7 @@ const char *reki_strerror(int code)
     case REKI_EDEADLK: return "start function re-entered for its own key";
     case REKI_ESHUTDOWN: return "runtime or registry is shutting down";
     case REKI_ETIMEDOUT: return "timed out";
+    case REKI_EFULL: return "mailbox full";
     default: return "unknown reki error";
     }
 }

@@ -59,6 +59,7 @@ enum {
     REKI_ENOMEM = -12,     /* -ENOMEM: allocation failed; nothing changed */
     REKI_EINVAL = -22,     /* -EINVAL: bad argument; nothing changed */
     REKI_EDEADLK = -35,    /* -EDEADLK: waiting would wait for the caller itself */
+    REKI_EFULL = -105,     /* -ENOBUFS: the mailbox is at its bound; msg was not taken */
     REKI_ESHUTDOWN = -108, /* -ESHUTDOWN: runtime or registry being freed */
     REKI_ETIMEDOUT = -110  /* -ETIMEDOUT: the wait ran out */
 };
@@ -156,6 +157,10 @@ typedef struct reki_behavior {
 
 typedef struct reki_spawn_opts {
     unsigned flags;
+    /* 0 = unbounded.  Otherwise reki_send to an actor with that many
+     * messages queued (not yet taken by handle) returns REKI_EFULL and leaves
+     * msg with the caller. */
+    uint32_t max_queue;
 } reki_spawn_opts_t;
 
 /*
@@ -175,8 +180,9 @@ REKI_API int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg,
  * reki_send: queue msg for the actor or inbox `to`.
  * Returns: REKI_OK: the actor owns msg: it will be handled, or handed to drop if
  *   the actor exits first.  REKI_EDEAD: `to` is not alive (stale, zero or never
- *   a pid); msg was not taken and is still the caller's.  REKI_ENOMEM: msg was
- *   not taken.  REKI_EINVAL: rt NULL.
+ *   a pid); msg was not taken and is still the caller's.  REKI_EFULL: the
+ *   actor's mailbox holds its max_queue messages; msg was not taken.
+ *   REKI_ENOMEM: msg was not taken.  REKI_EINVAL: rt NULL.
  * Thread-safety: MT-safe, wait-free apart from allocation.
  * Ordering: messages from one sender to one actor are handled in send order;
  *   everything the sender did before reki_send happens-before the handle call.
@@ -197,6 +203,13 @@ REKI_API int reki_kill(reki_rt_t *rt, reki_pid_t pid);
  * writes no shared memory.  False for rt NULL.
  */
 REKI_API bool reki_alive(reki_rt_t *rt, reki_pid_t pid);
+
+/*
+ * reki_mailbox_len: messages queued for pid and not yet taken by its handle
+ * (or its inbox's receiver).  Exact when no send or handle runs concurrently;
+ * 0 for a dead pid or rt NULL.  O(1), takes no lock.  MT-safe.
+ */
+REKI_API size_t reki_mailbox_len(reki_rt_t *rt, reki_pid_t pid);
 
 typedef void (*reki_down_fn)(reki_pid_t pid, int reason, void *arg);
 

@@ -151,7 +151,7 @@ int f_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t
     atomic_fetch_add(&s->ran, 1);
     while (s->hold && !atomic_load(&s->release))
         sleep_ms(1);
-    reki_spawn_opts_t o = {s->spawn_flags};
+    reki_spawn_opts_t o = {.flags = s->spawn_flags};
     return reki_spawn(rt, s->b != NULL ? s->b : &f_actor, NULL, &o, out);
 }
 

@@ -105,7 +105,7 @@ struct spawn_ctx {
 static int spawn_call(void *ctx)
 {
     struct spawn_ctx *c = ctx;
-    reki_spawn_opts_t o = {c->flags};
+    reki_spawn_opts_t o = {.flags = c->flags};
     c->pid = 0;
     int rc = reki_spawn(rt, &f_actor, NULL, &o, &c->pid);
     if (rc != REKI_OK)

@@ -43,7 +43,7 @@ struct spawn_ctx {
 static int dedicated_call(void *ctx)
 {
     struct spawn_ctx *c = ctx;
-    reki_spawn_opts_t o = {REKI_SPAWN_DEDICATED};
+    reki_spawn_opts_t o = {.flags = REKI_SPAWN_DEDICATED};
     return reki_spawn(rt, &f_actor, NULL, &o, &c->pid);
 }
 
@@ -176,7 +176,7 @@ FTEST(init_crash_shared_with_waiters)
 
 FTEST(spawn_dedicated_init_crash)
 {
-    reki_spawn_opts_t o = {REKI_SPAWN_DEDICATED};
+    reki_spawn_opts_t o = {.flags = REKI_SPAWN_DEDICATED};
     reki_pid_t pid = 0;
     cr_assert_eq(reki_spawn(rt, &f_broken, NULL, &o, &pid), F_EINIT);
     cr_assert_eq(pid, 0, "*out is untouched on failure");

@@ -236,7 +236,7 @@ static int start_fn(reki_rt_t *r, const void *key, size_t keylen, void *arg, rek
     reki_pid_t seen;
     CHECK(reki_lookup(s->m->reg, key, keylen, &seen) == REKI_ENOTFOUND,
           "lookup hit while the key's start runs");
-    reki_spawn_opts_t o = {s->mode == S_DEDICATED ? REKI_SPAWN_DEDICATED : 0u};
+    reki_spawn_opts_t o = {.flags = s->mode == S_DEDICATED ? REKI_SPAWN_DEDICATED : 0u};
     int rc;
     switch (s->mode) {
     case S_FAIL: return E_START;

@@ -411,14 +411,14 @@ const reki_behavior_t beh_broken = {init_broken, handle_broken, terminate_broken
 int spawn_counted(struct world *w, int key, bool dedicated, bool self_send_, reki_pid_t *out)
 {
     struct spawn_arg sa = {w, key, self_send_};
-    reki_spawn_opts_t opts = {dedicated ? REKI_SPAWN_DEDICATED : 0u};
+    reki_spawn_opts_t opts = {.flags = dedicated ? REKI_SPAWN_DEDICATED : 0u};
     return reki_spawn(w->rt, &beh_counted, &sa, &opts, out);
 }
 
 int spawn_loose(struct world *w, bool dedicated, reki_pid_t *out)
 {
     struct spawn_arg sa = {w, -1, !dedicated};
-    reki_spawn_opts_t opts = {dedicated ? REKI_SPAWN_DEDICATED : 0u};
+    reki_spawn_opts_t opts = {.flags = dedicated ? REKI_SPAWN_DEDICATED : 0u};
     return reki_spawn(w->rt, &beh_loose, &sa, &opts, out);
 }
 

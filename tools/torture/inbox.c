@@ -230,7 +230,7 @@ static void badargs_runtime(struct tthread *t, unsigned which)
     int dummy = 0;
     const reki_behavior_t no_handle = {never_init, NULL, NULL, NULL};
     const reki_behavior_t ok = {never_init, never_handle, NULL, NULL};
-    const reki_spawn_opts_t bad_flags = {0x80u};
+    const reki_spawn_opts_t bad_flags = {.flags = 0x80u};
     switch (which) {
     case 0:
         expect(reki_send(NULL, 1, &dummy), REKI_EINVAL, "reki_send rt NULL");
