@@ -8,6 +8,11 @@
  * pairs with the consumer's acquire load, which is the happens-before edge
  * ThreadSanitizer sees (it cannot see inside liburcu), and which carries the
  * sender's writes to the message to the handler.
+ *
+ * qlen counts messages queued and not yet taken (reki_mailbox_len, and the
+ * bound of reki_spawn_opts_t.max_queue): a sender reserves its place with
+ * one fetch_add before the enqueue and gives it back if over the bound; the
+ * consumer decrements after each dequeue.
  */
 #include "internal.h"
 
