@@ -101,6 +101,16 @@ REKI_API int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out);
  * handed to its drop callback, its monitors fire.  Registries and inboxes
  * still open on the runtime are freed as if by reki_registry_free and
  * reki_inbox_free.  Worker threads are joined and all memory is released.
+ * The order: (1) new spawns fail with REKI_ESHUTDOWN; every live actor and
+ *   inbox pid exits (registered or not, all alike), and reki_rt_free waits
+ *   until every exit path has run (terminate, drops, monitors); (2) messages
+ *   that raced an exit reach their drop; (3) open inboxes are freed (their
+ *   unreceived messages to their drop); (4) late drops again; (5) open
+ *   registries are freed (all their entries are FREE by then); (6) threads
+ *   are joined and memory released.  So a terminate, drop or down callback
+ *   that runs during (1)-(4) may still call reki_lookup or reki_foreach on a
+ *   registry, send to an inbox that is still open, or reki_lookup_or_start
+ *   (its start's spawn fails with REKI_ESHUTDOWN).
  * Thread-safety: not concurrent with any other call on rt, and never from an
  * actor callback or a worker thread of rt.  Callbacks that run meanwhile may
  * still call into rt: spawns then fail with REKI_ESHUTDOWN.
