@@ -13,6 +13,7 @@ struct monitor {
     struct reki__hook hook;
     reki_down_fn fn;
     void *arg;
+    uint64_t id;
 };
 
 int reki__proc_add_hook(struct reki__proc *p, struct reki__hook *h, bool link,
@@ -67,7 +68,10 @@ static void monitor_fire(struct reki__hook *h, reki_pid_t pid, int reason)
     reki__free(m);
 }
 
-int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg)
+static _Atomic uint64_t next_monitor_id = 1;
+
+int reki_monitor_ex(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg,
+                    reki_monitor_ref_t *out)
 {
     if (!rt || !fn)
         return REKI_EINVAL;
@@ -80,13 +84,54 @@ int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg)
     m->hook.exited = monitor_fire;
     m->fn = fn;
     m->arg = arg;
+    /* Process-wide, so unique within every runtime. */
+    m->id = atomic_fetch_add_explicit(&next_monitor_id, 1, memory_order_relaxed);
     int rc = REKI_EDEAD;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
     if (p)
         rc = reki__proc_add_hook(p, &m->hook, false, NULL, NULL);
     reki__rcu_read_unlock();
-    if (rc != REKI_OK)
+    if (rc != REKI_OK) {
         reki__free(m);
-    return rc;
+        return rc;
+    }
+    if (out) {
+        out->pid = pid;
+        out->id = m->id;
+    }
+    return REKI_OK;
+}
+
+int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg)
+{
+    return reki_monitor_ex(rt, pid, fn, arg, NULL);
+}
+
+int reki_demonitor(reki_rt_t *rt, const reki_monitor_ref_t *ref)
+{
+    if (!rt || !ref)
+        return REKI_EINVAL;
+    struct monitor *found = NULL;
+    reki__rcu_read_lock();
+    struct reki__proc *p = reki__pid_resolve(&rt->pids, ref->pid);
+    if (p) {
+        /* Under the lock that the exit path takes to detach the list: a
+         * monitor still on it while the actor is alive has not fired. */
+        reki__spin_lock(&p->lock);
+        if (atomic_load_explicit(&p->reason, memory_order_relaxed) == REKI__ALIVE) {
+            for (struct reki__hook **hp = &p->monitors; *hp; hp = &(*hp)->next) {
+                struct monitor *m = REKI__CONTAINER_OF(*hp, struct monitor, hook);
+                if (m->id == ref->id) {
+                    *hp = m->hook.next;
+                    found = m;
+                    break;
+                }
+            }
+        }
+        reki__spin_unlock(&p->lock);
+    }
+    reki__rcu_read_unlock();
+    reki__free(found);
+    return found ? REKI_OK : REKI_ENOTFOUND;
 }

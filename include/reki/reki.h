@@ -232,6 +232,30 @@ typedef void (*reki_down_fn)(reki_pid_t pid, int reason, void *arg);
  */
 REKI_API int reki_monitor(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg);
 
+/* A monitor that can be cancelled (reki_monitor_ex, reki_demonitor). */
+typedef struct reki_monitor_ref {
+    reki_pid_t pid;
+    uint64_t id; /* unique within the runtime; 0 is never a monitor */
+} reki_monitor_ref_t;
+
+/*
+ * reki_monitor_ex: reki_monitor, and *out names the monitor for
+ * reki_demonitor.  Returns and thread-safety as reki_monitor's; *out is set
+ * only on REKI_OK.
+ */
+REKI_API int reki_monitor_ex(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg,
+                             reki_monitor_ref_t *out);
+
+/*
+ * reki_demonitor: cancel a monitor before it fires.
+ * Returns: REKI_OK: removed; its fn will never run (its arg is the caller's
+ *   again).  REKI_ENOTFOUND: it has fired, is firing (the actor has exited),
+ *   or was cancelled already.  REKI_EINVAL (rt or ref NULL).
+ * Thread-safety: MT-safe, also from inside the monitored actor or from fn of
+ *   another monitor.  O(monitors of that actor).
+ */
+REKI_API int reki_demonitor(reki_rt_t *rt, const reki_monitor_ref_t *ref);
+
 /* --------------------------------------------------------------- inboxes -- */
 
 /* A mailbox for a plain (non-actor) thread, like a Gleam Subject made in main. */

@@ -258,3 +258,99 @@ Test(monitor, inbox_free_fires_monitors_once)
     cr_assert_eq(t_ldl(&p.downs), 2);
     cr_assert_eq(t_ldl(&p.bad_reasons), 0);
 }
+
+/* ------------------------------------------------------- demonitor -- */
+
+Test(monitor, a_cancelled_monitor_never_fires)
+{
+    reki_pid_t pid;
+    cr_assert_eq(t_counter_spawn(rt, &p, 0, &pid), REKI_OK);
+    enum { N = 10 };
+    reki_monitor_ref_t ref[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(reki_monitor_ex(rt, pid, t_down, &p, &ref[i]), REKI_OK);
+    for (int i = 0; i < N; i += 2)
+        cr_assert_eq(reki_demonitor(rt, &ref[i]), REKI_OK);
+    cr_assert_eq(reki_demonitor(rt, &ref[0]), REKI_ENOTFOUND, "cancelled twice");
+    cr_assert_eq(reki_demonitor(rt, NULL), REKI_EINVAL);
+    cr_assert_eq(reki_demonitor(NULL, &ref[1]), REKI_EINVAL);
+    cr_assert_eq(t_send(rt, pid, T_CRASH, 0), REKI_OK);
+    bool ok;
+    T_WAIT_UNTIL(ok, atomic_load(&p.terminates) == 1);
+    cr_assert(ok);
+    reki_rt_free(rt);
+    rt = NULL;
+    cr_assert_eq(t_ldl(&p.downs), N / 2, "%ld monitors fired, %d were left", t_ldl(&p.downs),
+                 N / 2);
+    /* After the exit: the others fired and cannot be cancelled. */
+}
+
+Test(monitor, a_fired_monitor_cannot_be_cancelled)
+{
+    reki_pid_t pid;
+    cr_assert_eq(t_counter_spawn(rt, &p, 0, &pid), REKI_OK);
+    reki_monitor_ref_t ref;
+    cr_assert_eq(reki_monitor_ex(rt, pid, t_down, &p, &ref), REKI_OK);
+    cr_assert_neq(ref.id, 0);
+    cr_assert_eq(t_send(rt, pid, T_STOP, 0), REKI_OK);
+    bool ok;
+    T_WAIT_UNTIL(ok, atomic_load(&p.downs) == 1);
+    cr_assert(ok);
+    cr_assert_eq(reki_demonitor(rt, &ref), REKI_ENOTFOUND);
+    reki_monitor_ref_t none = {pid, 0};
+    cr_assert_eq(reki_monitor_ex(rt, pid, t_down, &p, &none), REKI_EDEAD);
+    cr_assert_eq(none.id, 0, "*out set on failure");
+}
+
+struct canceller {
+    reki_pid_t pid;
+    long monitors, cancelled;
+    atomic_int *go;
+};
+
+static void *cancel_thread(void *arg)
+{
+    struct canceller *c = arg;
+    t_wait_flag(c->go);
+    for (;;) {
+        reki_monitor_ref_t ref;
+        if (reki_monitor_ex(rt, c->pid, t_down, &p, &ref) != REKI_OK)
+            break; /* the actor died */
+        c->monitors++;
+        if (reki_demonitor(rt, &ref) == REKI_OK)
+            c->cancelled++;
+        if (c->monitors >= t_scaled(20000, 200))
+            break;
+    }
+    return NULL;
+}
+
+/* Monitors set and cancelled while the actor dies: each fires exactly once
+ * unless its cancellation returned REKI_OK. */
+Test(monitor, cancellations_racing_with_exit_fire_the_rest_exactly_once)
+{
+    reki_pid_t pid;
+    cr_assert_eq(t_counter_spawn(rt, &p, 0, &pid), REKI_OK);
+    enum { THREADS = 4 };
+    atomic_int go = 0;
+    struct canceller c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        c[i] = (struct canceller){.pid = pid, .go = &go};
+        cr_assert_eq(pthread_create(&t[i], NULL, cancel_thread, &c[i]), 0);
+    }
+    atomic_store(&go, 1);
+    t_sleep_ms(2);
+    cr_assert_eq(reki_kill(rt, pid), REKI_OK);
+    long monitors = 0, cancelled = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        monitors += c[i].monitors;
+        cancelled += c[i].cancelled;
+    }
+    reki_rt_free(rt);
+    rt = NULL;
+    cr_assert_eq(t_ldl(&p.downs), monitors - cancelled,
+                 "%ld monitors set, %ld cancelled, %ld fired", monitors, cancelled,
+                 t_ldl(&p.downs));
+}
