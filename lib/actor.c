@@ -22,6 +22,7 @@
  * sender's enqueue-then-CAS), so no wake-up is lost.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -33,8 +34,12 @@ static void retire_cb(struct rcu_head *head)
     reki__rcu_reclaim_acquire();
     /* acquire: pairs with the release store of DONE in reki__proc_finish. */
     (void)atomic_load_explicit(&p->sched, memory_order_acquire);
-    /* Sends that resolved the pid before the exit have all finished now. */
+    /* Sends that resolved the pid before the exit have all finished now
+     * (their enqueue, and their wake-up of an inbox's eventfd). */
     reki__mbox_drain(p);
+    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    if (fd >= 0)
+        close(fd);
     reki__pid_release(&p->rt->pids, p->pid);
     reki__free(p);
     reki__rcu_callback_done();
@@ -103,10 +108,17 @@ void reki__proc_wake(struct reki__proc *p)
     if (!atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
                                                  memory_order_seq_cst, memory_order_seq_cst))
         return;
-    if (p->kind == REKI__LIGHT)
+    if (p->kind == REKI__LIGHT) {
         reki__sched_push(p->rt, p);
-    else
-        reki__futex_wake(&p->sched, 1);
+        return;
+    }
+    reki__futex_wake(&p->sched, 1);
+    /* An inbox polled through reki_inbox_fd: this CAS from IDLE is the one
+     * wake-up per drain, and the only system call a sender makes for it.
+     * acquire: pairs with the release that published the fd. */
+    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    if (fd >= 0)
+        reki__eventfd_signal(fd);
 }
 
 int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
@@ -212,6 +224,7 @@ static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t
     atomic_init(&p->reason, REKI__ALIVE);
     atomic_init(&p->finished, 0);
     atomic_init(&p->qlen, 0);
+    atomic_init(&p->efd, -1);
     atomic_init(&p->lock.held, 0);
     p->kind = kind;
     p->rt = rt;

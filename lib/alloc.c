@@ -62,6 +62,11 @@ void *reki__malloc(size_t size)
     return malloc(size);
 }
 
+bool reki__alloc_ok(void)
+{
+    return !ALLOC_FAILS();
+}
+
 void *reki__map_pages(size_t size)
 {
     if (ALLOC_FAILS())

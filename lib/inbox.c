@@ -8,6 +8,9 @@
  * terminate).  Messages accepted before it stay receivable until
  * reki_inbox_free, which drops what is left.
  */
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include "internal.h"
 
 struct reki_inbox {
@@ -104,6 +107,57 @@ static bool inbox_dead_and_drained(reki_inbox_t *in)
     return true;
 }
 
+int reki_inbox_fd(reki_inbox_t *in)
+{
+    if (!in)
+        return REKI_EINVAL;
+    struct reki__proc *p = in->p;
+    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    if (fd >= 0)
+        return fd;
+    if (!reki__alloc_ok())
+        return REKI_ENOMEM;
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return REKI_ENOMEM;
+    int none = -1;
+    /* release: senders acquire it in reki__proc_wake.  A racing call (the
+     * contract has one receiving thread, but be safe) keeps the first fd. */
+    if (!atomic_compare_exchange_strong_explicit(&p->efd, &none, fd, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        close(fd);
+        return none;
+    }
+    /* Readable from the start: messages may already wait. */
+    reki__eventfd_signal(fd);
+    return fd;
+}
+
+/* reki_inbox_recv(in, &m, 0) found nothing: go IDLE, so that the next
+ * sender's CAS from IDLE wakes the eventfd, and make the fd unreadable;
+ * true if something arrived (or the pid died) meanwhile, to look again. */
+static bool inbox_disarm(struct reki__proc *p)
+{
+    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    if (fd < 0)
+        return false;
+    uint32_t s = REKI__SCHEDULED;
+    atomic_compare_exchange_strong_explicit(&p->sched, &s, REKI__IDLE, memory_order_seq_cst,
+                                            memory_order_seq_cst);
+    reki__eventfd_clear(fd);
+    /* Dekker with a sender's "enqueue; CAS IDLE -> SCHEDULED; signal": one
+     * sees the other.  A sender that enqueued before our IDLE found the
+     * proc SCHEDULED and signalled nothing: the queue shows its message. */
+    REKI__FENCE();
+    if (reki__mbox_empty(p) &&
+        atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE)
+        return false;
+    uint32_t idle = REKI__IDLE;
+    atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED, memory_order_acquire,
+                                            memory_order_acquire);
+    return true;
+}
+
 int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
 {
     if (!in || !msg || timeout_ms < -1)
@@ -120,8 +174,11 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
         }
         if (inbox_dead_and_drained(in))
             return REKI_EDEAD;
-        if (timeout_ms == 0)
+        if (timeout_ms == 0) {
+            if (inbox_disarm(in->p))
+                continue; /* a message or the death arrived meanwhile */
             return REKI_ETIMEDOUT;
+        }
         if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT)
             return reki__mbox_pop(in->p, msg) > 0 ? REKI_OK : REKI_ETIMEDOUT;
     }

@@ -79,6 +79,9 @@ void *reki__malloc(size_t size);
 void *reki__calloc(size_t n, size_t size);
 void *reki__aligned_alloc(size_t align, size_t size);
 void reki__free(void *p);
+/* An allocation point that is not malloc (a file descriptor): false when
+ * fault injection fails it. */
+bool reki__alloc_ok(void);
 /* Zeroed pages straight from the kernel (large, short-lived blocks); NULL on
  * failure.  reki__unmap_pages gives them back. */
 void *reki__map_pages(size_t size);
@@ -114,6 +117,10 @@ int reki__futex_wait(_Atomic uint32_t *addr, uint32_t val, const struct timespec
 void reki__futex_wake(_Atomic uint32_t *addr, int n);
 /* A condition variable whose timed waits take reki__deadline's clock. */
 int reki__cond_init(pthread_cond_t *cv);
+/* Add 1 to an eventfd (non-blocking; a full counter is readable anyway). */
+void reki__eventfd_signal(int fd);
+/* Read an eventfd's counter to zero (non-blocking). */
+void reki__eventfd_clear(int fd);
 
 /* ------------------------------------------------------------- rcu.c -- */
 
@@ -232,6 +239,7 @@ struct reki__proc {
     uint8_t free_on_finish;    /* inbox: freed from its own exit path (a monitor) */
     _Atomic uint32_t finished; /* inbox: its exit path has run (futex) */
     _Atomic uint32_t qlen;     /* messages queued and not yet taken */
+    _Atomic int efd;           /* inbox: eventfd of reki_inbox_fd, or -1 */
     uint32_t max_queue;        /* 0 = unbounded */
     reki_pid_t pid;
     reki_rt_t *rt;

@@ -77,3 +77,21 @@ int reki__cond_init(pthread_cond_t *cv)
     pthread_condattr_destroy(&ca);
     return rc == 0 ? REKI_OK : REKI_ENOMEM;
 }
+
+void reki__eventfd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do
+        n = write(fd, &one, sizeof(one));
+    while (n < 0 && errno == EINTR);
+}
+
+void reki__eventfd_clear(int fd)
+{
+    uint64_t v;
+    ssize_t n;
+    do
+        n = read(fd, &v, sizeof(v));
+    while (n < 0 && errno == EINTR);
+}

@@ -299,6 +299,21 @@ REKI_API int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg));
 REKI_API int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms);
 
 /*
+ * reki_inbox_fd: a file descriptor that polls readable (poll, epoll, libuv)
+ * while the inbox may hold messages, or once its pid is dead: an event loop
+ * waits on it, then calls reki_inbox_recv(in, &m, 0) until REKI_ETIMEDOUT,
+ * after which the fd stays unreadable until a new message (or the death)
+ * arrives.  A sender makes a system call only to wake a receiver that has
+ * drained the inbox, at most once per drain.  The fd is an eventfd owned by
+ * the inbox: do not read, write or close it; reki_inbox_free closes it once
+ * no late sender can touch it (after an RCU grace period).
+ * Returns: the fd (>= 0; the same one on every call); REKI_EINVAL (in NULL);
+ *   REKI_ENOMEM (no descriptor could be created).
+ * Thread-safety: call it from the inbox's receiving thread.
+ */
+REKI_API int reki_inbox_fd(reki_inbox_t *in);
+
+/*
  * If the inbox's pid is killed (reki_kill, reki_stop, reki_rt_free) the
  * messages accepted before still arrive; after them reki_inbox_recv returns
  * REKI_EDEAD, since nothing new can come.

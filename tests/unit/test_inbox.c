@@ -3,7 +3,10 @@
  * what reki_inbox_free does with unreceived messages.
  */
 #include <criterion/criterion.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -286,5 +289,100 @@ Test(inbox, killing_the_pid_wakes_a_receiver_waiting_forever, .timeout = 30.0)
     cr_assert_eq(reki_kill(rt, reki_inbox_pid(in)), REKI_OK);
     pthread_join(t, NULL);
     cr_assert_eq(b.rc, REKI_EDEAD, "recv returned %d", b.rc);
+    reki_inbox_free(in);
+}
+
+static bool fd_readable(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
+}
+
+/* The event-loop contract of reki_inbox_fd: readable while messages may
+ * wait, unreadable after recv(0) reports none until the next message, one
+ * wake-up per drain however many messages arrive, readable at death. */
+Test(inbox, its_fd_polls_readable_while_messages_may_wait, .timeout = 30.0)
+{
+    reki_inbox_t *in;
+    cr_assert_eq(reki_inbox_new(rt, &in), REKI_OK);
+    cr_assert_eq(reki_inbox_fd(NULL), REKI_EINVAL);
+    int fd = reki_inbox_fd(in);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(reki_inbox_fd(in), fd, "a second call gives another fd");
+    reki_pid_t pid = reki_inbox_pid(in);
+    void *got;
+    cr_assert(fd_readable(fd), "a new fd starts readable: messages may wait");
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_ETIMEDOUT);
+    cr_assert(!fd_readable(fd), "readable after recv reported an empty inbox");
+    static int vals[100];
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(reki_send(rt, pid, &vals[i]), REKI_OK);
+    cr_assert(fd_readable(fd), "not readable with 100 messages waiting");
+    /* One wake-up for the drain, not one per message: the counter is 1. */
+    uint64_t count = 0;
+    cr_assert_eq(read(fd, &count, sizeof(count)), (ssize_t)sizeof(count));
+    cr_assert_eq(count, 1, "senders signalled %llu times for one drain",
+                 (unsigned long long)count);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_OK);
+        cr_assert_eq(got, &vals[i]);
+    }
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_ETIMEDOUT);
+    cr_assert(!fd_readable(fd));
+    cr_assert_eq(reki_send(rt, pid, &vals[0]), REKI_OK);
+    cr_assert(fd_readable(fd), "the first message after a drain does not wake");
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_OK);
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_ETIMEDOUT);
+    cr_assert_eq(reki_kill(rt, pid), REKI_OK);
+    cr_assert(fd_readable(fd), "the death does not wake the loop");
+    cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_EDEAD);
+    reki_inbox_free(in);
+}
+
+struct pinger {
+    reki_pid_t to;
+    long n;
+};
+
+static void *pinger_thread(void *arg)
+{
+    struct pinger *g = arg;
+    static int v;
+    for (long i = 0; i < g->n; i++)
+        while (reki_send(rt, g->to, &v) != REKI_OK)
+            sched_yield();
+    return NULL;
+}
+
+/* A poll loop on the fd, senders racing it: every message is received, and
+ * the loop never sleeps on an unreadable fd while messages wait (it would
+ * hang: the test would time out). */
+Test(inbox, a_poll_loop_on_its_fd_loses_no_wake_up, .timeout = 60.0)
+{
+    reki_inbox_t *in;
+    cr_assert_eq(reki_inbox_new(rt, &in), REKI_OK);
+    int fd = reki_inbox_fd(in);
+    cr_assert_geq(fd, 0);
+    enum { SENDERS = 3 };
+    struct pinger g[SENDERS];
+    pthread_t t[SENDERS];
+    long want = 0;
+    for (int i = 0; i < SENDERS; i++) {
+        g[i] = (struct pinger){reki_inbox_pid(in), t_scaled(30000, 300)};
+        want += g[i].n;
+        cr_assert_eq(pthread_create(&t[i], NULL, pinger_thread, &g[i]), 0);
+    }
+    long got_n = 0;
+    while (got_n < want) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&pfd, 1, 10000), 1, "asleep on the fd with %ld of %ld received",
+                     got_n, want);
+        void *m;
+        while (reki_inbox_recv(in, &m, 0) == REKI_OK)
+            got_n++;
+    }
+    for (int i = 0; i < SENDERS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(got_n, want);
     reki_inbox_free(in);
 }
