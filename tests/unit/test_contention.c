@@ -328,6 +328,28 @@ static void *stable_reader(void *arg)
     return NULL;
 }
 
+/* Join the readers; their counts summed. */
+static struct reader join_readers(pthread_t *threads, struct reader *rd, int n)
+{
+    struct reader sum = {0};
+    for (int i = 0; i < n; i++) {
+        pthread_join(threads[i], NULL);
+        sum.lookups += rd[i].lookups;
+        sum.misses += rd[i].misses;
+        sum.wrong += rd[i].wrong;
+    }
+    return sum;
+}
+
+static void expect_no_misses(const struct reader *sum)
+{
+    cr_assert_gt(sum->lookups, 0);
+    cr_assert_eq(sum->misses, 0, "%ld of %ld lookups missed a key registered throughout",
+                 sum->misses, sum->lookups);
+    cr_assert_eq(sum->wrong, 0, "%ld of %ld lookups returned another pid", sum->wrong,
+                 sum->lookups);
+}
+
 Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
 {
     struct keyslot *keys = make_keys(STABLE + CHURNED, 0);
@@ -365,18 +387,9 @@ Test(contention, lookups_never_miss_a_stable_key_while_others_churn)
         cr_assert_eq(tg[i].errors, 0);
     }
     atomic_store(&stop_reading, 1);
-    long lookups = 0, misses = 0, wrong = 0;
-    for (int i = 0; i < READERS; i++) {
-        pthread_join(reader_threads[i], NULL);
-        lookups += rd[i].lookups;
-        misses += rd[i].misses;
-        wrong += rd[i].wrong;
-    }
+    struct reader sum = join_readers(reader_threads, rd, READERS);
     cr_assert_geq(churned, want, "only %ld starts of churned keys before the deadline", churned);
-    cr_assert_gt(lookups, 0);
-    cr_assert_eq(misses, 0, "%ld of %ld lookups missed a key registered throughout", misses,
-                 lookups);
-    cr_assert_eq(wrong, 0, "%ld of %ld lookups returned another pid", wrong, lookups);
+    expect_no_misses(&sum);
     cr_assert_eq(t_ldl(&p.violations), 0);
     reki_registry_free(reg);
     reg = NULL;
@@ -446,21 +459,12 @@ Test(contention, lookups_never_miss_a_stable_key_while_the_index_is_rebuilt)
         cr_assert_eq(fw[i].errors, 0);
     }
     atomic_store(&stop_reading, 1);
-    long lookups = 0, misses = 0, wrong = 0;
-    for (int i = 0; i < READERS; i++) {
-        pthread_join(reader_threads[i], NULL);
-        lookups += rd[i].lookups;
-        misses += rd[i].misses;
-        wrong += rd[i].wrong;
-    }
+    struct reader sum = join_readers(reader_threads, rd, READERS);
     cr_assert_geq((long)(after.rebuilds - before.rebuilds), want,
                   "only %llu rebuilds before the deadline",
                   (unsigned long long)(after.rebuilds - before.rebuilds));
     cr_assert_gt(after.reaped, before.reaped);
-    cr_assert_gt(lookups, 0);
-    cr_assert_eq(misses, 0, "%ld of %ld lookups missed a key registered throughout", misses,
-                 lookups);
-    cr_assert_eq(wrong, 0, "%ld of %ld lookups returned another pid", wrong, lookups);
+    expect_no_misses(&sum);
     cr_assert_eq(t_ldl(&p.violations), 0);
     reki_registry_free(reg);
     reg = NULL;
