@@ -31,22 +31,7 @@
 #define KEY_MIN 16
 #define KEY_MAX 40
 
-static reki_next_t ignore(void *state, void *msg, reki_pid_t self)
-{
-    (void)state;
-    (void)msg;
-    (void)self;
-    return REKI_CONTINUE;
-}
-
-static int start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
-{
-    (void)key;
-    (void)keylen;
-    (void)arg;
-    reki_behavior_t b = {.handle = ignore};
-    return reki_spawn(rt, &b, NULL, NULL, out);
-}
+#include "idle_actor.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
@@ -104,7 +89,7 @@ static int visit(const void *key, size_t keylen, reki_pid_t pid, void *arg)
             }
         }
         got = 0;
-        rc = reki_lookup_or_start(w->reg, key, len, start, NULL, 5000, &got);
+        rc = reki_lookup_or_start(w->reg, key, len, idle_start, NULL, 5000, &got);
         w->starts++;
         if (rc != REKI_STARTED || got == pid) {
             if (w->start_wrong++ == 0) {
@@ -131,7 +116,7 @@ Test(regress, foreach_prefix_lookup_misses, .timeout = 30.0)
         for (unsigned i = 0; i < KEYS_PER_REG; i++) {
             size_t len = make_key(r * KEYS_PER_REG + i, buf);
             reki_pid_t pid;
-            int rc = reki_lookup_or_start(w.reg, buf, len, start, NULL, -1, &pid);
+            int rc = reki_lookup_or_start(w.reg, buf, len, idle_start, NULL, -1, &pid);
             cr_assert_eq(rc, REKI_STARTED, "registering key %u returned %d", i, rc);
         }
         cr_assert_eq(reki_count(w.reg), KEYS_PER_REG);

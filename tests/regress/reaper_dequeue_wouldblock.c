@@ -35,22 +35,7 @@
 
 #include "../../lib/registry.h"
 
-static reki_next_t ignore(void *state, void *msg, reki_pid_t self)
-{
-    (void)state;
-    (void)msg;
-    (void)self;
-    return REKI_CONTINUE;
-}
-
-static int start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
-{
-    (void)key;
-    (void)keylen;
-    (void)arg;
-    reki_behavior_t b = {.handle = ignore};
-    return reki_spawn(rt, &b, NULL, NULL, out);
-}
+#include "idle_actor.h"
 
 static atomic_int downs;
 
@@ -89,7 +74,7 @@ Test(regress, reaper_dequeue_wouldblock_loses_node, .timeout = 30.0)
     reki_pid_t pid;
     cr_assert_eq(reki_rt_new(&(reki_rt_opts_t){.workers = 1}, &rt), REKI_OK);
     cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
-    cr_assert_eq(reki_lookup_or_start(reg, "a", 1, start, NULL, -1, &pid), REKI_STARTED);
+    cr_assert_eq(reki_lookup_or_start(reg, "a", 1, idle_start, NULL, -1, &pid), REKI_STARTED);
     struct reki__entry *e = REKI__CONTAINER_OF(reg->all.next, struct reki__entry, all);
 
     /* No reaper step runs while we hold its lock (trylock). */
@@ -98,7 +83,7 @@ Test(regress, reaper_dequeue_wouldblock_loses_node, .timeout = 30.0)
     cr_assert(reki__word_is_free(atomic_load(&e->word)));
     cr_assert_eq(reg->rq_head.node.next, &e->rnode);
     /* Claimed again: e is in use while it sits at the head. */
-    cr_assert_eq(reki_lookup_or_start(reg, "a", 1, start, NULL, -1, &pid), REKI_STARTED);
+    cr_assert_eq(reki_lookup_or_start(reg, "a", 1, idle_start, NULL, -1, &pid), REKI_STARTED);
 
     /* Another releaser, half-way through cds_wfcq_enqueue: tail exchanged,
      * old tail's next not yet stored. */

@@ -17,22 +17,7 @@
 
 #include "reki/reki.h"
 
-static reki_next_t ignore(void *state, void *msg, reki_pid_t self)
-{
-    (void)state;
-    (void)msg;
-    (void)self;
-    return REKI_CONTINUE;
-}
-
-static int start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
-{
-    (void)key;
-    (void)keylen;
-    (void)arg;
-    reki_behavior_t b = {.handle = ignore};
-    return reki_spawn(rt, &b, NULL, NULL, out);
-}
+#include "idle_actor.h"
 
 /* reki_registry_new(capacity) must refuse; a hang is a Criterion timeout. */
 static void expect_refused(size_t capacity)
@@ -83,7 +68,7 @@ Test(regress, capacity_one_million_works, .timeout = 10.0)
     cr_assert_eq(rc, REKI_OK, "capacity 1000000: reki_registry_new returned %d (%s)", rc,
                  reki_strerror(rc));
     reki_pid_t started = 0, found = 0;
-    cr_assert_eq(reki_lookup_or_start(reg, "key", 3, start, NULL, -1, &started), REKI_STARTED);
+    cr_assert_eq(reki_lookup_or_start(reg, "key", 3, idle_start, NULL, -1, &started), REKI_STARTED);
     cr_assert_eq(reki_lookup(reg, "key", 3, &found), REKI_OK);
     cr_assert_eq(found, started);
     cr_assert_eq(reki_lookup(reg, "other", 5, &found), REKI_ENOTFOUND);

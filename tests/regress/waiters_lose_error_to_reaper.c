@@ -15,16 +15,21 @@
  * start itself.  The same happens with REKI_DEBUG_REAP=1 in every registry
  * (tests/unit/test_guarantees g2_waiters_share_an_error fails with it).
  *
- * Here 24 other keys have starts in progress (STARTING: 25 entries > the
- * budget of 20 for a 64-slot map), then each round holds one failing start
- * with waiters behind it.  Expected: start runs once per round and every
- * waiter returns its error.
+ * Here 24 other keys have starts in progress, and REKI_DEBUG_REAP=1 makes
+ * the registry reap every entry that stays FREE whatever its budget (the
+ * budget has since grown to at least 256 entries, which 25 entries no longer
+ * pass); each round holds one failing start with waiters asleep behind it.
+ * Expected: start runs once per round and every waiter returns its error.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "reki/reki.h"
 
@@ -95,11 +100,30 @@ struct call {
     size_t keylen;
     int rc;
     pthread_t tid;
+    _Atomic pid_t ktid; /* kernel thread id, once running */
 };
+
+/* Whether the thread is blocked in futex(2) (Linux: /proc/self/task/TID/
+ * syscall starts with the syscall number while it is blocked in one). */
+static bool in_futex_wait(_Atomic pid_t *ktid)
+{
+    pid_t tid = atomic_load(ktid);
+    if (tid == 0)
+        return false;
+    char path[64], buf[32] = {0};
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool futex = fgets(buf, sizeof(buf), f) && atoi(buf) == SYS_futex;
+    fclose(f);
+    return futex;
+}
 
 static void *caller(void *arg)
 {
     struct call *c = arg;
+    atomic_store(&c->ktid, (pid_t)syscall(SYS_gettid));
     reki_pid_t pid;
     c->rc = reki_lookup_or_start(reg, c->key, c->keylen, failing_start, NULL, -1, &pid);
     return NULL;
@@ -109,6 +133,7 @@ Test(regress, waiters_share_an_error_with_the_reaper_busy, .timeout = 120.0)
 {
     reki_rt_t *rt;
     cr_assert_eq(reki_rt_new(&(reki_rt_opts_t){.workers = 2}, &rt), REKI_OK);
+    setenv("REKI_DEBUG_REAP", "1", 1); /* read by reki_registry_new */
     cr_assert_eq(reki_registry_new(rt, NULL, &reg), REKI_OK);
     pthread_t bt[BLOCKERS];
     for (int i = 0; i < BLOCKERS; i++)
@@ -128,9 +153,14 @@ Test(regress, waiters_share_an_error_with_the_reaper_busy, .timeout = 120.0)
             sleep_ms(1);
         for (int i = 0; i < WAITERS; i++) {
             w[i] = st;
+            atomic_store(&w[i].ktid, 0);
             pthread_create(&w[i].tid, NULL, caller, &w[i]);
         }
-        sleep_ms(100); /* the waiters reach their futex wait */
+        /* The waiters must be asleep on the entry before the start fails:
+         * one that arrived later would rightly start again (guarantee 5). */
+        for (int i = 0; i < WAITERS; i++)
+            while (!in_futex_wait(&w[i].ktid))
+                sleep_ms(1);
         atomic_store(&hold, 0);
         pthread_join(st.tid, NULL);
         for (int i = 0; i < WAITERS; i++) {
