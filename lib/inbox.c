@@ -69,26 +69,45 @@ int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg))
     return REKI_OK;
 }
 
-/* Sleep until a sender wakes us; REKI_ETIMEDOUT at the deadline. */
-static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
+/* SCHEDULED -> IDLE (unless the exit path already wrote DONE): from now on
+ * the next sender's, or the killer's, CAS from IDLE wakes the receiver.
+ * Returns the value to sleep on. */
+static uint32_t inbox_go_idle(struct reki__proc *p)
 {
     uint32_t s = REKI__SCHEDULED;
-    /* SCHEDULED -> IDLE, unless the exit path already wrote DONE. */
     if (atomic_compare_exchange_strong_explicit(&p->sched, &s, REKI__IDLE, memory_order_seq_cst,
                                                 memory_order_seq_cst))
         s = REKI__IDLE;
+    return s;
+}
+
+/* After inbox_go_idle: is there something to look at, a message or the
+ * death?  Dekker with a sender's "enqueue; CAS IDLE -> SCHEDULED" and with
+ * the killer's "reason; CAS IDLE -> SCHEDULED" (reki__kill_pid): one of the
+ * two sides sees the other. */
+static bool inbox_pending(struct reki__proc *p)
+{
     REKI__FENCE();
-    /* Dekker with a sender's "enqueue; CAS IDLE -> SCHEDULED" and with the
-     * killer's "reason; CAS IDLE -> SCHEDULED" (reki__kill_pid). */
-    if (!reki__mbox_empty(p) ||
-        atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE)
+    return !reki__mbox_empty(p) ||
+           atomic_load_explicit(&p->reason, memory_order_seq_cst) != REKI__ALIVE;
+}
+
+static void inbox_resume(struct reki__proc *p)
+{
+    uint32_t idle = REKI__IDLE;
+    atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED, memory_order_acquire,
+                                            memory_order_acquire);
+}
+
+/* Sleep until a sender wakes us; REKI_ETIMEDOUT at the deadline. */
+static int inbox_sleep(struct reki__proc *p, const struct timespec *deadline)
+{
+    uint32_t s = inbox_go_idle(p);
+    if (inbox_pending(p))
         return REKI_OK;
     int rc = reki__futex_wait(&p->sched, s, deadline);
-    if (s == REKI__IDLE) {
-        uint32_t idle = REKI__IDLE;
-        atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED,
-                                                memory_order_acquire, memory_order_acquire);
-    }
+    if (s == REKI__IDLE)
+        inbox_resume(p);
     return rc;
 }
 
@@ -134,27 +153,20 @@ int reki_inbox_fd(reki_inbox_t *in)
 }
 
 /* reki_inbox_recv(in, &m, 0) found nothing: go IDLE, so that the next
- * sender's CAS from IDLE wakes the eventfd, and make the fd unreadable;
- * true if something arrived (or the pid died) meanwhile, to look again. */
+ * sender's CAS from IDLE signals the eventfd, and make the fd unreadable;
+ * true if something arrived (or the pid died) meanwhile, to look again.  A
+ * sender that enqueued before our IDLE found the proc SCHEDULED and
+ * signalled nothing: inbox_pending sees its message. */
 static bool inbox_disarm(struct reki__proc *p)
 {
     int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
     if (fd < 0)
         return false;
-    uint32_t s = REKI__SCHEDULED;
-    atomic_compare_exchange_strong_explicit(&p->sched, &s, REKI__IDLE, memory_order_seq_cst,
-                                            memory_order_seq_cst);
+    inbox_go_idle(p);
     reki__eventfd_clear(fd);
-    /* Dekker with a sender's "enqueue; CAS IDLE -> SCHEDULED; signal": one
-     * sees the other.  A sender that enqueued before our IDLE found the
-     * proc SCHEDULED and signalled nothing: the queue shows its message. */
-    REKI__FENCE();
-    if (reki__mbox_empty(p) &&
-        atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE)
+    if (!inbox_pending(p))
         return false;
-    uint32_t idle = REKI__IDLE;
-    atomic_compare_exchange_strong_explicit(&p->sched, &idle, REKI__SCHEDULED, memory_order_acquire,
-                                            memory_order_acquire);
+    inbox_resume(p);
     return true;
 }
 
