@@ -84,8 +84,10 @@ int reki_monitor_ex(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg,
     m->hook.exited = monitor_fire;
     m->fn = fn;
     m->arg = arg;
-    /* Process-wide, so unique within every runtime. */
-    m->id = atomic_fetch_add_explicit(&next_monitor_id, 1, memory_order_relaxed);
+    /* Process-wide, so unique within every runtime. Kept in a local: once
+     * the hook is on the list, the exit path may fire and free m. */
+    uint64_t id = atomic_fetch_add_explicit(&next_monitor_id, 1, memory_order_relaxed);
+    m->id = id;
     int rc = REKI_EDEAD;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
@@ -98,7 +100,7 @@ int reki_monitor_ex(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, void *arg,
     }
     if (out) {
         out->pid = pid;
-        out->id = m->id;
+        out->id = id;
     }
     return REKI_OK;
 }
