@@ -41,6 +41,8 @@ static void retire_cb(struct rcu_head *head)
     if (fd >= 0)
         close(fd);
     reki__pid_release(&p->rt->pids, p->pid);
+    if (p->kind == REKI__CALLER)
+        reki__call_free(p);
     reki__free(p);
     reki__rcu_callback_done();
 }
@@ -80,6 +82,8 @@ void reki__proc_finish(struct reki__proc *p)
     int reason = atomic_load_explicit(&p->reason, memory_order_relaxed);
     reki__spin_unlock(&p->lock);
     reki_pid_t prev = reki__tls_set_current(p->pid);
+    /* Pending timers first: their messages go to drop like queued ones. */
+    reki__timers_close(p);
     if (p->kind != REKI__INBOX)
         reki__mbox_drain(p); /* an inbox's owner may still be receiving: it drains at free */
     if (p->terminate && !p->no_terminate)
@@ -127,7 +131,9 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason)
     struct reki__proc *inbox = NULL;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
-    if (p && reki__proc_exit(p, reason)) {
+    if (p && p->kind == REKI__CALLER) {
+        rc = reki__call_abort(p); /* a reply address: its call stops waiting */
+    } else if (p && reki__proc_exit(p, reason)) {
         rc = REKI_OK;
         if (p->kind == REKI__INBOX)
             inbox = p;
@@ -164,12 +170,14 @@ static void run_idle(struct reki__proc *p)
 bool reki__proc_handle_one(struct reki__proc *p, void *msg)
 {
     if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
+        reki__tls_set_caller(0);
         if (p->drop)
             p->drop(msg); /* dequeued after the exit: drop it, never handle it */
         reki__proc_finish(p);
         return false;
     }
     reki_next_t next = p->handle(p->state, msg, p->pid);
+    reki__tls_set_caller(0); /* reki_caller is the handled message's only */
     if (next == REKI_CONTINUE)
         return true;
     reki__proc_exit(p, next == REKI_STOP ? REKI_EXIT_NORMAL : REKI_EXIT_ABNORMAL);
@@ -327,7 +335,7 @@ int reki_send(reki_rt_t *rt, reki_pid_t to, void *msg)
     int rc = REKI_EDEAD;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, to);
-    if (p) {
+    if (p && p->kind != REKI__CALLER) { /* a reply address takes only reki_reply */
         rc = reki__mbox_push(p, msg, &was_empty);
         if (rc == REKI_OK && was_empty)
             reki__proc_wake(p);

@@ -176,6 +176,7 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
         return REKI_EINVAL;
     struct timespec ts;
     const struct timespec *deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;
+    reki__tls_set_caller(0); /* a message received sets it (reki_caller) */
     for (;;) {
         int rc = reki__mbox_pop(in->p, msg);
         if (rc > 0)

@@ -216,7 +216,9 @@ struct reki__hook {
     void (*exited)(struct reki__hook *h, reki_pid_t pid, int reason);
 };
 
-enum reki__proc_kind { REKI__LIGHT = 0, REKI__DEDICATED = 1, REKI__INBOX = 2 };
+/* A CALLER is the reply address of one reki_call (call.c): a pid with no
+ * mailbox, alive while its call waits. */
+enum reki__proc_kind { REKI__LIGHT = 0, REKI__DEDICATED = 1, REKI__INBOX = 2, REKI__CALLER = 3 };
 
 /* proc->sched */
 enum {
@@ -241,6 +243,7 @@ struct reki__proc {
     _Atomic uint32_t qlen;     /* messages queued and not yet taken */
     _Atomic int efd;           /* inbox: eventfd of reki_inbox_fd, or -1 */
     uint32_t max_queue;        /* 0 = unbounded */
+    uint32_t timers;           /* pending timers' list (timer.c, under its lock) */
     reki_pid_t pid;
     reki_rt_t *rt;
     reki_next_t (*handle)(void *, void *, reki_pid_t);
@@ -259,7 +262,12 @@ struct reki__proc {
  * *was_empty tells whether the mailbox was empty before: the sender that
  * fills it schedules the proc. */
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
-/* 1 and *msg; 0 if empty; -1 if a sender is half-way through an enqueue. */
+/* The same for a call (caller: the pid reki_caller returns while msg is
+ * handled) or a timer's delivery (bounded false: accepted at arming). */
+int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
+                       bool *was_empty);
+/* 1 and *msg (and the message's caller, 0 if none, in this thread's
+ * reki_caller); 0 if empty; -1 if a sender is half-way through an enqueue. */
 int reki__mbox_pop(struct reki__proc *p, void **msg);
 bool reki__mbox_empty(struct reki__proc *p);
 /* Hand every queued message to p->drop (or discard); returns how many. */
@@ -319,6 +327,8 @@ unsigned reki__tls_next_rr(void);
  * the previous value, to restore. */
 reki_pid_t reki__tls_set_current(reki_pid_t pid);
 reki_pid_t reki__tls_current(void);
+/* The caller of the message this thread handles or last received (reki_caller). */
+void reki__tls_set_caller(reki_pid_t caller);
 
 /* Hazard-pointer record of the calling thread for rt (created on first use,
  * released at thread exit); NULL on allocation failure. */
@@ -362,9 +372,26 @@ struct reki_rt {
     struct reki__hprec *hp_owned;
     uint64_t id; /* unique per runtime in this process */
     struct reki__list live_node;
+
+    struct reki__timers *timers; /* timer.c */
 };
 
 void reki__rt_proc_done(reki_rt_t *rt);
+
+/* timer.c */
+int reki__timers_start(reki_rt_t *rt);
+/* After every proc has exited: stop the timer thread (no timer is pending). */
+void reki__timers_stop(reki_rt_t *rt);
+void reki__timers_destroy(reki_rt_t *rt);
+/* The exit path: p's pending timers are cancelled, their messages dropped,
+ * and p takes no new timer. */
+void reki__timers_close(struct reki__proc *p);
+
+/* call.c */
+/* reki_kill on a caller's pid: its call stops waiting (REKI_EDEAD). */
+int reki__call_abort(struct reki__proc *p);
+/* retire_cb of a CALLER: its call record. */
+void reki__call_free(struct reki__proc *p);
 void reki__list_init(struct reki__list *l);
 void reki__list_add(struct reki__list *head, struct reki__list *n);
 void reki__list_del(struct reki__list *n);

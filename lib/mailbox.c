@@ -19,15 +19,22 @@
 struct envelope {
     struct cds_wfcq_node node;
     _Atomic(void *) msg;
+    reki_pid_t caller; /* reki_call's reply address, or 0 (same malloc size class) */
 };
 
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
+{
+    return reki__mbox_push_ex(p, msg, 0, true, was_empty);
+}
+
+int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
+                       bool *was_empty)
 {
     /* Counted before the enqueue, so the consumer's decrement never comes
      * first; a bounded mailbox refuses past its bound (the increment is the
      * reservation, given back on refusal). */
     uint32_t n = atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
-    if (p->max_queue && n >= p->max_queue) {
+    if (bounded && p->max_queue && n >= p->max_queue) {
         atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
         return REKI_EFULL;
     }
@@ -37,6 +44,7 @@ int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
         return REKI_ENOMEM;
     }
     cds_wfcq_node_init(&e->node);
+    e->caller = caller;
     /* release: pairs with the acquire in reki__mbox_pop. */
     atomic_store_explicit(&e->msg, msg, memory_order_release);
     /* cds_wfcq_enqueue returns false when the queue was empty before. */
@@ -53,6 +61,7 @@ int reki__mbox_pop(struct reki__proc *p, void **msg)
         return -1;
     struct envelope *e = REKI__CONTAINER_OF(n, struct envelope, node);
     *msg = atomic_load_explicit(&e->msg, memory_order_acquire);
+    reki__tls_set_caller(e->caller);
     reki__free(e);
     atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
     return 1;
@@ -69,8 +78,10 @@ size_t reki__mbox_drain(struct reki__proc *p)
     for (;;) {
         void *msg;
         int rc = reki__mbox_pop(p, &msg);
-        if (rc == 0)
+        if (rc == 0) {
+            reki__tls_set_caller(0);
             return n;
+        }
         if (rc < 0) {
             /* A sender is between its tail exchange and its link store: it
              * is running (or preempted) and will finish in a few cycles. */

@@ -95,10 +95,15 @@ int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out)
     if ((rc = reki__hp_init(rt)) != REKI_OK)
         goto fail_locks;
     reki__rt_list_add(rt);
-    if ((rc = reki__sched_start(rt, nworkers)) != REKI_OK)
+    if ((rc = reki__timers_start(rt)) != REKI_OK)
         goto fail_hp;
+    if ((rc = reki__sched_start(rt, nworkers)) != REKI_OK)
+        goto fail_timers;
     *out = rt;
     return REKI_OK;
+fail_timers:
+    reki__timers_stop(rt);
+    reki__timers_destroy(rt);
 fail_hp:
     reki__rt_list_remove(rt);
     reki__hp_destroy(rt);
@@ -139,6 +144,8 @@ void reki_rt_free(reki_rt_t *rt)
     if (!rt)
         return;
     stop_all_procs(rt);
+    /* Every proc's exit path has closed its timers: none is pending. */
+    reki__timers_stop(rt);
     /* Messages that raced an exit reach their drop in RCU callbacks: let
      * them run while the registries and inboxes they may call still exist,
      * then the inboxes' own drops, and only then free the registries. */
@@ -153,6 +160,7 @@ void reki_rt_free(reki_rt_t *rt)
     reki__rcu_reclaim_acquire();
     reki__rt_list_remove(rt);
     reki__hp_destroy(rt);
+    reki__timers_destroy(rt);
     rt_destroy_locks(rt);
     reki__pidtab_destroy(&rt->pids);
     reki__free(rt);

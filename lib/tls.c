@@ -29,6 +29,7 @@ struct hp_cache {
 struct tls {
     char token;
     reki_pid_t current; /* actor whose callback this thread runs, or 0 */
+    reki_pid_t caller;  /* reki_caller: of the message handled or last received */
     unsigned rr;
     struct reki__worker *worker;
     struct hp_cache *hp;
@@ -61,6 +62,16 @@ reki_pid_t reki__tls_set_current(reki_pid_t pid)
     reki_pid_t prev = tls.current;
     tls.current = pid;
     return prev;
+}
+
+void reki__tls_set_caller(reki_pid_t caller)
+{
+    tls.caller = caller;
+}
+
+reki_pid_t reki_caller(void)
+{
+    return tls.caller;
 }
 
 reki_pid_t reki__tls_current(void)

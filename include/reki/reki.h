@@ -256,6 +256,92 @@ REKI_API int reki_monitor_ex(reki_rt_t *rt, reki_pid_t pid, reki_down_fn fn, voi
  */
 REKI_API int reki_demonitor(reki_rt_t *rt, const reki_monitor_ref_t *ref);
 
+/* ---------------------------------------------------------------- timers -- */
+
+typedef uint64_t reki_timer_t; /* 0 is never a timer; a timer id is never reused in a runtime */
+
+/*
+ * reki_send_after: queue msg to `to` (an actor or an inbox) no earlier than
+ * ms milliseconds from now.  *out (may be NULL) names the timer for
+ * reki_timer_cancel; ms == 0 is reki_send (and *out is 0).
+ * Returns: REKI_OK: the target owns msg, as after reki_send: it is queued when
+ *   due (1 ms resolution; late by the time a busy machine takes to run the
+ *   timer thread), or handed to the target's drop if the target exits first
+ *   (its exit path cancels its pending timers, before terminate runs).  A
+ *   timer that falls due while the mailbox is full is still delivered: the
+ *   bound applies at arming only when ms == 0.
+ *   REKI_EDEAD: `to` is not alive (or is a reki_call's reply address); msg is
+ *   still the caller's.  REKI_EFULL: ms == 0 to a full mailbox (msg is the
+ *   caller's).  REKI_ESHUTDOWN: reki_rt_free has begun.  REKI_ENOMEM.
+ *   REKI_EINVAL (rt NULL).
+ * Cost: O(1); one node of 48 bytes; no system call, except that arming a
+ *   timer due before the timer thread's next wake-up (the thread sleeps when
+ *   no timer is pending, and between 64 ms cascades while only timers longer
+ *   than that wait) makes one futex wake.
+ * Thread-safety: MT-safe, also from handle, terminate, drop and monitors.
+ * Each runtime has one timer thread; it runs no user code but drop is never
+ * called by it (a timer's message is queued, and dropped by the target's
+ * exit path or by reki_timer_cancel's caller).
+ */
+REKI_API int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms,
+                             reki_timer_t *out);
+
+/*
+ * reki_timer_cancel: stop a pending timer.
+ * Returns: REKI_OK: it had not fired and never will; its message is returned
+ *   in *msg, or if msg is NULL handed to the target's drop (the actor's drop,
+ *   or the inbox's; discarded if none) on this thread.
+ *   REKI_ENOTFOUND: it fired, was cancelled, or its target exited (the message
+ *   was or will be handled or dropped).  REKI_EINVAL: rt NULL, t 0, or t never
+ *   an id of this runtime.
+ * Thread-safety: MT-safe; O(1), no system call.
+ */
+REKI_API int reki_timer_cancel(reki_rt_t *rt, reki_timer_t t, void **msg);
+
+/* ------------------------------------------------------ request and reply -- */
+
+/*
+ * reki_call: send msg to `to` as a call and wait for its reply (gen_server:call).
+ * timeout_ms: -1 waits forever.
+ * Returns: REKI_OK: *reply is the reply, now the caller's.
+ *   REKI_EDEAD: `to` is not alive (msg is still the caller's), or it exited
+ *   before replying (msg was handled or dropped by it), or the caller's reply
+ *   address was killed (reki_kill on reki_caller's pid, or reki_rt_free).
+ *   REKI_ETIMEDOUT: no reply in time; a later reply is refused (reki_reply
+ *   returns REKI_EDEAD and the reply stays the replier's).
+ *   REKI_EDEADLK: `to` is the calling actor itself (msg is the caller's).
+ *   REKI_EFULL: `to`'s mailbox is at its bound (msg is the caller's).
+ *   REKI_ENOMEM (msg is the caller's); REKI_EINVAL (rt or reply NULL,
+ *   timeout_ms < -1).
+ * From a plain thread or a dedicated actor it blocks that thread.  From a
+ * light actor's handle it is allowed and occupies the worker while it waits
+ * (other actors run on the other workers): prefer reki_send with a reply by
+ * message there, and never call an actor that may call back.
+ * Each call gets a reply address of its own: a pid, alive while the call
+ * waits, that refuses reki_send and that reki_monitor can watch.
+ * Thread-safety: MT-safe.
+ */
+REKI_API int reki_call(reki_rt_t *rt, reki_pid_t to, void *msg, int timeout_ms, void **reply);
+
+/*
+ * reki_caller: inside handle, the pid to reply to if the message being
+ * handled came by reki_call, else 0.  It may be kept and used later (a
+ * deferred reply), from any thread.  After reki_inbox_recv, the caller of
+ * the message received (an inbox can answer calls too); 0 elsewhere.
+ * Thread-safety: reads this thread's state only.
+ */
+REKI_API reki_pid_t reki_caller(void);
+
+/*
+ * reki_reply: answer a call.
+ * Returns: REKI_OK: the waiting reki_call returns reply (now its caller's).
+ *   REKI_EDEAD: the caller no longer waits (it timed out, its target exited,
+ *   or a reply was already given) or caller is not a reply address; reply is
+ *   still the replier's.  REKI_EINVAL (rt NULL, caller 0).
+ * Thread-safety: MT-safe; exactly one of several replies to one call wins.
+ */
+REKI_API int reki_reply(reki_rt_t *rt, reki_pid_t caller, void *reply);
+
 /* --------------------------------------------------------------- inboxes -- */
 
 /* A mailbox for a plain (non-actor) thread, like a Gleam Subject made in main. */
