@@ -86,19 +86,9 @@ static void proc_unlink(struct reki__wheel *w, uint32_t idx)
 /* The tick the thread should next wake at (lock held). */
 static uint64_t next_wake(struct reki__timers *t, uint64_t now, uint64_t linger_until)
 {
-    struct reki__wheel *w = &t->w;
-    if (w->pending == 0)
-        return now < linger_until ? w->now : UINT64_MAX;
-    /* The next occupied level-0 slot before level 0 wraps, else the wrap
-     * (a cascade may bring timers down). */
-    uint64_t tick = w->now;
-    do {
-        uint32_t head = 1 + (uint32_t)(tick & (REKI__WHEEL_SLOTS - 1));
-        if (reki__wheel_node(w, head)->next != head)
-            return tick;
-        tick++;
-    } while (tick & (REKI__WHEEL_SLOTS - 1));
-    return tick;
+    if (t->w.pending == 0)
+        return now < linger_until ? t->w.now : UINT64_MAX;
+    return reki__wheel_next(&t->w);
 }
 
 static void deliver(struct reki__proc *p, void *msg)

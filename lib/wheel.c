@@ -196,6 +196,21 @@ size_t reki__wheel_advance(struct reki__wheel *w, uint64_t upto)
     return moved;
 }
 
+uint64_t reki__wheel_next(const struct reki__wheel *w)
+{
+    if (w->pending == 0)
+        return UINT64_MAX;
+    /* The next occupied level-0 slot before level 0 wraps, else the wrap: a
+     * cascade may bring timers down.  w->now itself may be a wrap whose
+     * cascade has not run yet. */
+    for (uint64_t tick = w->now;; tick++) {
+        uint32_t head = head_of(0, (unsigned)tick & (REKI__WHEEL_SLOTS - 1));
+        if ((tick & (REKI__WHEEL_SLOTS - 1)) == 0 ||
+            reki__wheel_node((struct reki__wheel *)w, head)->next != head)
+            return tick;
+    }
+}
+
 uint32_t reki__wheel_pop_due(struct reki__wheel *w)
 {
     struct reki__tnode *h = reki__wheel_node(w, REKI__WHEEL_DUE);

@@ -72,6 +72,9 @@ void reki__wheel_remove(struct reki__wheel *w, uint32_t idx);
 /* Process every tick up to and including `upto`: cascades, and moves the
  * timers due onto the DUE list.  Returns how many were moved. */
 size_t reki__wheel_advance(struct reki__wheel *w, uint64_t upto);
+/* The first tick at which advancing can move a timer (or cascade one
+ * closer): no pending timer expires before it.  UINT64_MAX if none. */
+uint64_t reki__wheel_next(const struct reki__wheel *w);
 /* Unlink and return the first node of the DUE list, 0 if empty. */
 uint32_t reki__wheel_pop_due(struct reki__wheel *w);
 

@@ -119,8 +119,7 @@ Test(hash, flood_keys_do_not_collide, .timeout = 30.0)
         for (unsigned b = 0; b < BUCKETS; b++)
             worst = load[b] > worst ? load[b] : worst;
         /* Uniform: ~4.9 keys a bucket; 30 is beyond any fair draw. */
-        cr_assert_leq(worst, 30, "length %zu: %u keys share one bucket of %d", len, worst,
-                      BUCKETS);
+        cr_assert_leq(worst, 30, "length %zu: %u keys share one bucket of %d", len, worst, BUCKETS);
         int dup = 0;
         for (uint32_t i = 1; i < N; i++)
             dup += h[i] == h[i - 1];

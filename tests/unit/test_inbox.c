@@ -321,8 +321,7 @@ Test(inbox, its_fd_polls_readable_while_messages_may_wait, .timeout = 30.0)
     /* One wake-up for the drain, not one per message: the counter is 1. */
     uint64_t count = 0;
     cr_assert_eq(read(fd, &count, sizeof(count)), (ssize_t)sizeof(count));
-    cr_assert_eq(count, 1, "senders signalled %llu times for one drain",
-                 (unsigned long long)count);
+    cr_assert_eq(count, 1, "senders signalled %llu times for one drain", (unsigned long long)count);
     for (int i = 0; i < 100; i++) {
         cr_assert_eq(reki_inbox_recv(in, &got, 0), REKI_OK);
         cr_assert_eq(got, &vals[i]);
@@ -375,8 +374,8 @@ Test(inbox, a_poll_loop_on_its_fd_loses_no_wake_up, .timeout = 60.0)
     long got_n = 0;
     while (got_n < want) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        cr_assert_eq(poll(&pfd, 1, 10000), 1, "asleep on the fd with %ld of %ld received",
-                     got_n, want);
+        cr_assert_eq(poll(&pfd, 1, 10000), 1, "asleep on the fd with %ld of %ld received", got_n,
+                     want);
         void *m;
         while (reki_inbox_recv(in, &m, 0) == REKI_OK)
             got_n++;

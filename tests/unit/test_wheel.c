@@ -54,6 +54,13 @@ static void run(long n, uint64_t max_delay, uint64_t max_step)
             fired++;
         }
         done = upto;
+        /* The timer thread sleeps until reki__wheel_next: no pending timer
+         * may expire before it. */
+        uint64_t next = reki__wheel_next(&w);
+        for (uint32_t i = REKI__WHEEL_FIRST; w.pending > 0 && i < REKI__WHEEL_FIRST + (uint32_t)n;
+             i++)
+            cr_assert(want[i] == 0 || want[i] >= next, "a timer due at %llu sleeps until %llu",
+                      (unsigned long long)want[i], (unsigned long long)next);
     }
     cr_assert_eq(fired, n);
     free(want);
