@@ -309,6 +309,7 @@ struct reki__worker {
     pthread_t tid;
     reki_rt_t *rt;
     unsigned id;
+    unsigned spin; /* the owner's current spin budget (sched.c), in rounds */
     bool started;
 } __attribute__((aligned(64)));
 

@@ -13,11 +13,19 @@
  * pusher enqueues, fences, and bumps `ec_seq` if anyone sleeps.  Either the
  * sleeper sees the work or the pusher sees the sleeper: no lost wake-up.
  * Workers spin briefly first, since a futex round trip costs more than most
- * handlers.
+ * handlers, but only while spinning pays: each worker keeps a spin budget
+ * that doubles (up to SPIN_MAX rounds) when work arrived during a spin and
+ * halves when the spin ended in sleep anyway.  Under a steady stream of
+ * messages the budget stays high and no worker sleeps between them; at a
+ * trickle (one message per millisecond) it falls to nothing within a few
+ * messages, so a wake-up costs one futex round trip and no spinning.  A
+ * sleep shorter than a full spin would have lasted grows the budget again.
  */
 #include "internal.h"
 
-#define SPIN_ROUNDS 256
+#define SPIN_MAX 256       /* rounds; every 8th yields the CPU */
+#define SPIN_MIN 8         /* a spin that succeeded grows back from here */
+#define SPIN_PAYS_NS 20000 /* about what SPIN_MAX rounds take: a shorter sleep means spin */
 
 static struct cds_wfcq_node *pop(struct reki__worker *w)
 {
@@ -54,22 +62,38 @@ static bool any_work(reki_rt_t *rt)
 }
 
 /* Wait for work; false when the pool is stopping and nothing is left. */
-static bool idle_wait(reki_rt_t *rt)
+static bool idle_wait(reki_rt_t *rt, struct reki__worker *w)
 {
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (any_work(rt))
+    for (unsigned i = 0; i < w->spin; i++) {
+        if (any_work(rt)) {
+            w->spin = w->spin * 2 > SPIN_MAX ? SPIN_MAX : w->spin * 2;
             return true;
+        }
         if (i & 7)
             REKI__CPU_RELAX();
         else
             sched_yield();
     }
+    /* The spin (if any) found nothing: next time, spin less; a worker that
+     * no longer spins starts again from SPIN_MIN when sleeping proves short
+     * (it wakes to find work queued at once, below). */
+    w->spin /= 2;
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
     uint32_t seq = atomic_load_explicit(&rt->ec_seq, memory_order_seq_cst);
     bool stop = atomic_load_explicit(&rt->stop, memory_order_seq_cst);
     bool work = any_work(rt);
-    if (!work && !stop)
+    if (!work && !stop) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         reki__futex_wait(&rt->ec_seq, seq, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t slept = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+        if (slept < SPIN_PAYS_NS) /* a full spin would have caught this work */
+            w->spin = w->spin * 2 < SPIN_MIN ? SPIN_MIN
+                                             : (w->spin * 2 > SPIN_MAX ? SPIN_MAX : w->spin * 2);
+    } else if (work && w->spin < SPIN_MIN) {
+        w->spin = SPIN_MIN; /* work came while we went to sleep: spinning would have paid */
+    }
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
     return work || !stop;
 }
@@ -90,7 +114,7 @@ static void *worker_main(void *arg)
             sched_yield(); /* a pusher was preempted mid-enqueue */
             continue;
         }
-        if (!idle_wait(rt))
+        if (!idle_wait(rt, w))
             break;
     }
     reki__tls_set_worker(NULL);
@@ -124,6 +148,7 @@ int reki__sched_start(reki_rt_t *rt, unsigned nworkers)
         pthread_mutex_init(&w->dq_lock, NULL);
         w->rt = rt;
         w->id = i;
+        w->spin = SPIN_MAX;
         w->started = false;
     }
     for (unsigned i = 0; i < nworkers; i++) {
