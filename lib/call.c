@@ -107,6 +107,7 @@ int reki_call(reki_rt_t *rt, reki_pid_t to, void *msg, int timeout_ms, void **re
 {
     if (!rt || !reply || timeout_ms < -1)
         return REKI_EINVAL;
+    *reply = msg; /* on failure: msg is still the caller's, unless taken below */
     if (to != 0 && to == reki__tls_current())
         return REKI_EDEADLK; /* our own handle would have to reply */
     struct timespec ts;
@@ -146,8 +147,8 @@ int reki_call(reki_rt_t *rt, reki_pid_t to, void *msg, int timeout_ms, void **re
         return rc;
     }
     uint32_t s = call_wait(c, deadline);
-    if (s == REPLIED)
-        *reply = c->reply;
+    /* Taken: the reply, or NULL (msg was or will be handled or dropped). */
+    *reply = s == REPLIED ? c->reply : NULL;
     call_end(rt, p, &ref);
     return s == REPLIED ? REKI_OK : s == TIMEDOUT ? REKI_ETIMEDOUT : REKI_EDEAD;
 }

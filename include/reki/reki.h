@@ -312,7 +312,10 @@ REKI_API int reki_timer_cancel(reki_rt_t *rt, reki_timer_t t, void **msg);
  *   REKI_EDEADLK: `to` is the calling actor itself (msg is the caller's).
  *   REKI_EFULL: `to`'s mailbox is at its bound (msg is the caller's).
  *   REKI_ENOMEM (msg is the caller's); REKI_EINVAL (rt or reply NULL,
- *   timeout_ms < -1).
+ *   timeout_ms < -1; nothing is written).
+ * On every other failure *reply tells who owns msg: msg itself if it was
+ *   never taken (still the caller's), NULL if `to` took it (REKI_ETIMEDOUT,
+ *   or REKI_EDEAD after the send: it was or will be handled or dropped).
  * From a plain thread or a dedicated actor it blocks that thread.  From a
  * light actor's handle it is allowed and occupies the worker while it waits
  * (other actors run on the other workers): prefer reki_send with a reply by

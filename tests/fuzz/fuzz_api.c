@@ -101,7 +101,9 @@ struct model {
     reki_inbox_t *inbox;
     long inbox_queued;
     bool rt_churned;
-    size_t data_starts; /* lookup_or_start calls on keys outside the universe */
+    size_t data_starts;      /* lookup_or_start calls on keys outside the universe */
+    reki_timer_t timers[64]; /* armed, for cancels (pending or not) */
+    int ntimers;
 };
 
 /* Exits recorded so far: a call that begins now must not return any of
@@ -605,8 +607,7 @@ static void do_count_foreach(struct model *m, struct in *in)
     CHECK(st.entries >= live && st.entries <= NKEYS + m->data_starts,
           "index holds %zu entries: %zu live keys, %d keys and %zu data keys started", st.entries,
           live, NKEYS, m->data_starts);
-    CHECK(st.capacity >= 64 && (st.capacity & (st.capacity - 1)) == 0, "capacity %zu",
-          st.capacity);
+    CHECK(st.capacity >= 64 && (st.capacity & (st.capacity - 1)) == 0, "capacity %zu", st.capacity);
     CHECK(reki_registry_stats(NULL, &st) == REKI_EINVAL, "registry_stats(NULL)");
     CHECK(w.seen >= (w.stop_after != 0 && w.stop_after < live ? w.stop_after : live),
           "foreach missed live entries");
@@ -665,6 +666,89 @@ static void do_inbox(struct model *m, struct in *in)
         return;
     }
     }
+}
+
+/* Timers to actors (never to the inbox: its model counts what it can
+ * receive now).  A cancel that returns the message takes it out of the
+ * accounting; one with msg NULL hands it to drop. */
+static void do_timer(struct model *m, struct in *in)
+{
+    uint8_t b = u8(in);
+    if ((b & 3) == 3 && m->ntimers > 0) {
+        reki_timer_t t = m->timers[u8(in) % m->ntimers];
+        void *msg = NULL;
+        int rc = reki_timer_cancel(rt, t, (b & 4) ? NULL : &msg);
+        CHECK(rc == REKI_OK || rc == REKI_ENOTFOUND, "timer_cancel returned %d", rc);
+        if (rc == REKI_OK) {
+            CHECK(reki_timer_cancel(rt, t, NULL) == REKI_ENOTFOUND, "a timer cancelled twice");
+            if (!(b & 4)) {
+                CHECK(msg != NULL && *(int *)msg == MSG_PLAIN, "cancel returned another message");
+                free(msg);
+                m->accepted--;
+            }
+        }
+        return;
+    }
+    if (b == 0xfe) {
+        int x = 0;
+        CHECK(reki_send_after(NULL, 1, &x, 1, NULL) == REKI_EINVAL, "send_after rt NULL");
+        CHECK(reki_timer_cancel(rt, 0, NULL) == REKI_EINVAL, "timer_cancel 0");
+        CHECK(reki_timer_cancel(NULL, 1, NULL) == REKI_EINVAL, "timer_cancel rt NULL");
+        return;
+    }
+    reki_pid_t pid = pick_pid(m, in);
+    if (m->inbox != NULL && pid == reki_inbox_pid(m->inbox))
+        return;
+    static const uint32_t delays[4] = {0, 1, 3, 60000};
+    uint32_t ms = delays[(b >> 3) % 4];
+    bool stale = was_exited(pid);
+    int *msg = malloc(sizeof(*msg));
+    CHECK(msg != NULL, "out of memory");
+    *msg = MSG_PLAIN;
+    reki_timer_t t = 99;
+    int rc = reki_send_after(rt, pid, msg, ms, &t);
+    CHECK(rc == REKI_OK || rc == REKI_EDEAD, "send_after returned %d", rc);
+    CHECK(!(stale || pid == 0) || rc == REKI_EDEAD, "send_after to a dead pid returned %d", rc);
+    if (rc != REKI_OK) {
+        free(msg);
+        return;
+    }
+    m->accepted++;
+    CHECK(ms == 0 ? t == 0 : t != 0, "timer id %llu for %u ms", (unsigned long long)t, ms);
+    if (t != 0 && m->ntimers < 64)
+        m->timers[m->ntimers++] = t;
+}
+
+/* Calls to actors that never reply: each ends by timeout or the target's
+ * death, and *reply says whether the message was taken. */
+static void do_call(struct model *m, struct in *in)
+{
+    uint8_t b = u8(in);
+    reki_pid_t pid = pick_pid(m, in);
+    if (m->inbox != NULL && pid == reki_inbox_pid(m->inbox))
+        return;
+    int x = 0;
+    CHECK(reki_reply(rt, pid, &x) == (pid == 0 ? REKI_EINVAL : REKI_EDEAD),
+          "reply to an actor's pid accepted");
+    if (b & 0x80) {
+        void *r;
+        CHECK(reki_call(rt, pid, &x, -2, &r) == REKI_EINVAL, "call with timeout -2");
+        CHECK(reki_call(rt, pid, &x, 0, NULL) == REKI_EINVAL, "call with reply NULL");
+        return;
+    }
+    int *msg = malloc(sizeof(*msg));
+    CHECK(msg != NULL, "out of memory");
+    *msg = MSG_PLAIN;
+    void *reply = (void *)&x;
+    int rc = reki_call(rt, pid, msg, b & 1, &reply);
+    CHECK(rc == REKI_ETIMEDOUT || rc == REKI_EDEAD, "call returned %d", rc);
+    CHECK(reply == msg || reply == NULL, "call's *reply is neither msg nor NULL");
+    CHECK(rc != REKI_ETIMEDOUT || reply == NULL, "timed out but msg not taken");
+    if (reply == msg)
+        free(msg);
+    else
+        m->accepted++;
+    CHECK(reki_caller() == 0, "a plain thread has a caller");
 }
 
 static void do_rt_churn(struct model *m, struct in *in)
@@ -809,7 +893,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     setenv("REKI_DEBUG_REAP", in.n > 0 && (in.p[0] & 0x80) ? "1" : "0", 1);
     CHECK(reki_registry_new(rt, NULL, &m.reg) == REKI_OK, "registry_new failed");
     for (unsigned ops = 0; in.n > 0 && ops < 256; ops++) {
-        switch (u8(&in) % 14) {
+        switch (u8(&in) % 16) {
         case 0:
         case 1: do_lookup(&m, &in); break;
         case 2:
@@ -823,6 +907,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 10: do_inbox(&m, &in); break;
         case 11: settle(&m); break;
         case 12: (u8(&in) & 1) ? replace_registry(&m) : do_rt_churn(&m, &in); break;
+        case 14: do_timer(&m, &in); break;
+        case 15: do_call(&m, &in); break;
         default: do_misc(&m, &in); break;
         }
     }

@@ -160,8 +160,8 @@ static long call_long(reki_pid_t to, enum op op, long v, int timeout_ms, int *rc
     int rc = reki_call(rt, to, r, timeout_ms, &rep);
     *rc_out = rc;
     if (rc != REKI_OK) {
-        if (rc != REKI_ETIMEDOUT && rc != REKI_EDEAD)
-            free(r);
+        cr_assert(rep == r || rep == NULL, "*reply %p on failure %d", rep, rc);
+        free(rep); /* msg when still ours, else NULL */
         return 0;
     }
     long out = *(long *)rep;
@@ -247,7 +247,7 @@ Test(call, a_late_reply_is_refused_and_stays_the_repliers)
     struct req *r = req(SLEEP_ECHO, 200);
     void *rep = (void *)1;
     cr_assert_eq(reki_call(rt, pid, r, 20, &rep), REKI_ETIMEDOUT);
-    cr_assert_eq(rep, (void *)1, "*reply set on timeout");
+    cr_assert_null(rep, "on a timeout *reply says the message was taken");
     bool ok;
     T_WAIT_UNTIL(ok, t_ldl(&s.refused) == 1);
     cr_assert(ok, "the late reply was not refused");
@@ -299,11 +299,14 @@ Test(call, the_dead_the_full_and_bad_input)
     cr_assert(ok);
     cr_assert_eq(reki_send(rt, pid, req(NO_REPLY, 0)), REKI_OK);
     cr_assert_eq(reki_call(rt, pid, r, 1000, &rep), REKI_EFULL);
+    cr_assert_eq(rep, r);
     atomic_store(&s.gate, 1);
     cr_assert_eq(reki_kill(rt, pid), REKI_OK);
     T_WAIT_UNTIL(ok, !reki_alive(rt, pid));
+    rep = NULL;
     cr_assert_eq(reki_call(rt, pid, r, 1000, &rep), REKI_EDEAD);
-    cr_assert_eq(rep, (void *)1);
+    cr_assert_eq(rep, r, "refused: *reply must give msg back");
+    cr_assert_eq(reki_call(rt, pid, r, 1000, &rep), REKI_EDEAD);
     free(r); /* every refusal left it with us */
     cr_assert_eq(t_ldl(&s.entered), 1);
 }
@@ -313,9 +316,9 @@ Test(call, a_target_that_exits_before_replying_ends_the_call)
     static struct server s;
     reki_pid_t pid = spawn_server(&s, 0, 0);
     uint64_t t0 = t_now_ms();
-    int rc;
-    call_long(pid, STOP, 0, 10000, &rc);
-    cr_assert_eq(rc, REKI_EDEAD);
+    void *rep = (void *)1;
+    cr_assert_eq(reki_call(rt, pid, req(STOP, 0), 10000, &rep), REKI_EDEAD);
+    cr_assert_null(rep, "the message was handled: *reply must say it was taken");
     cr_assert_lt(t_now_ms() - t0, 5000, "the call waited out its timeout");
 }
 

@@ -153,9 +153,70 @@ static int send_one(struct tthread *t, struct ring_ent e, enum msg_kind kind, ui
     return rc;
 }
 
+/* A plain message by timer (0-3 ms; ms 0 is a send), half of them cancelled
+ * at once: a cancel that returns the message takes it back from the
+ * accounting.  Timed messages have no sender order to keep. */
+static int timer_one(struct tthread *t, struct ring_ent e, uint64_t r)
+{
+    struct world *w = t->w;
+    struct msg *m = msg_new(w, M_PLAIN, T_ANON_SENDER, 0, e.key, e.pid, 0);
+    uint32_t ms = (uint32_t)(r & 3);
+    reki_timer_t id = 99;
+    int rc = reki_send_after(w->rt, e.pid, m, ms, &id);
+    if (rc != REKI_OK) {
+        if (rc != REKI_EDEAD && !t_oom(rc))
+            violation("reki_send_after to %#llx returned %d (%s)", (unsigned long long)e.pid, rc,
+                      reki_strerror(rc));
+        msg_refused(m);
+        return rc;
+    }
+    atomic_fetch_add(&w->accepted, 1);
+    if ((ms == 0) != (id == 0))
+        violation("reki_send_after of %u ms named timer %llu", ms, (unsigned long long)id);
+    if (id != 0 && (r & 4)) {
+        void *back = NULL;
+        int c = reki_timer_cancel(w->rt, id, (r & 8) ? NULL : &back);
+        if (c == REKI_OK && !(r & 8)) {
+            if (back != m)
+                violation("reki_timer_cancel returned another message");
+            atomic_fetch_sub(&w->accepted, 1); /* ours again */
+            msg_refused(m);
+        } else if (c != REKI_OK && c != REKI_ENOTFOUND) {
+            violation("reki_timer_cancel returned %d (%s)", c, reki_strerror(c));
+        }
+    }
+    return REKI_OK;
+}
+
+/* A call to an actor that does not reply: it times out (0-1 ms) or sees the
+ * target die; *reply says whether the message was taken. */
+static int call_one(struct tthread *t, struct ring_ent e, uint64_t r)
+{
+    struct world *w = t->w;
+    struct msg *m = msg_new(w, M_PLAIN, T_ANON_SENDER, 0, e.key, e.pid, 0);
+    void *reply = NULL;
+    int rc = reki_call(w->rt, e.pid, m, (int)(r & 1), &reply);
+    if (rc == REKI_OK || (rc != REKI_ETIMEDOUT && rc != REKI_EDEAD && !t_oom(rc)))
+        violation("reki_call to an actor that never replies returned %d (%s)", rc,
+                  reki_strerror(rc));
+    if (reply == m) {
+        msg_refused(m);
+    } else if (reply == NULL) {
+        atomic_fetch_add(&w->accepted, 1);
+    } else {
+        violation("reki_call's *reply is neither msg nor NULL");
+    }
+    return rc == REKI_ETIMEDOUT ? REKI_OK : rc;
+}
+
 static int op_send(struct tthread *t, int k, uint64_t r1, uint64_t r2)
 {
     struct ring_ent e = ring_get(t, r1 >> 32);
+    unsigned how = t_bits(r1, 44, 4, 16);
+    if (how < 2)
+        return timer_one(t, e, r2);
+    if (how == 2)
+        return call_one(t, e, r2);
     if ((r1 >> 36) & 1) {
         e.key = k;
         if (op_lookup(t, k) != REKI_OK)
