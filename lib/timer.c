@@ -198,7 +198,13 @@ void reki__timers_stop(reki_rt_t *rt)
     struct reki__timers *t = rt->timers;
     if (!t)
         return;
-    atomic_store_explicit(&t->stop, 1, memory_order_release);
+    /* Under the lock, like an arming: the thread either sees stop in its
+     * next critical section or read `wake` before our bump (its futex wait
+     * then returns at once).  Without the lock it could check stop, miss
+     * it, then read the bumped word and sleep for good. */
+    reki__spin_lock(&t->lock);
+    atomic_store_explicit(&t->stop, 1, memory_order_relaxed);
+    reki__spin_unlock(&t->lock);
     wake_thread(t);
     pthread_join(t->thread, NULL);
     t->thread = 0;
