@@ -37,9 +37,12 @@ static void retire_cb(struct rcu_head *head)
     /* Sends that resolved the pid before the exit have all finished now
      * (their enqueue, and their wake-up of an inbox's eventfd). */
     reki__mbox_drain(p);
-    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
-    if (fd >= 0)
-        close(fd);
+    if (p->kind == REKI__INBOX) {
+        int fd = atomic_load_explicit(&p->in.efd, memory_order_acquire);
+        if (fd >= 0)
+            close(fd);
+        reki__free((void *)p->beh); /* an inbox's own: reki_inbox_set_drop writes it */
+    }
     reki__pid_release(&p->rt->pids, p->pid);
     if (p->kind == REKI__CALLER)
         reki__call_free(p);
@@ -86,8 +89,8 @@ void reki__proc_finish(struct reki__proc *p)
     reki__timers_close(p);
     if (p->kind != REKI__INBOX)
         reki__mbox_drain(p); /* an inbox's owner may still be receiving: it drains at free */
-    if (p->terminate && !p->no_terminate)
-        p->terminate(p->state, reason);
+    if (p->beh->terminate && !p->no_terminate)
+        p->beh->terminate(p->state, reason);
     REKI__YIELD();
     reki__proc_run_exited(p, reason);
     reki__tls_set_current(prev);
@@ -117,10 +120,12 @@ void reki__proc_wake(struct reki__proc *p)
         return;
     }
     reki__futex_wake(&p->sched, 1);
+    if (p->kind != REKI__INBOX)
+        return;
     /* An inbox polled through reki_inbox_fd: this CAS from IDLE is the one
      * wake-up per drain, and the only system call a sender makes for it.
      * acquire: pairs with the release that published the fd. */
-    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    int fd = atomic_load_explicit(&p->in.efd, memory_order_acquire);
     if (fd >= 0)
         reki__eventfd_signal(fd);
 }
@@ -167,17 +172,18 @@ static void run_idle(struct reki__proc *p)
     reki__rcu_read_unlock();
 }
 
-bool reki__proc_handle_one(struct reki__proc *p, void *msg)
+bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller)
 {
     if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
-        reki__tls_set_caller(0);
-        if (p->drop)
-            p->drop(msg); /* dequeued after the exit: drop it, never handle it */
+        if (p->beh->drop)
+            p->beh->drop(msg); /* dequeued after the exit: drop it, never handle it */
         reki__proc_finish(p);
         return false;
     }
-    reki_next_t next = p->handle(p->state, msg, p->pid);
-    reki__tls_set_caller(0); /* reki_caller is the handled message's only */
+    /* reki_caller is the handled message's, for the handle only. */
+    reki_pid_t prev = reki__tls_swap_caller(caller);
+    reki_next_t next = p->beh->handle(p->state, msg, p->pid);
+    reki__tls_swap_caller(prev);
     if (next == REKI_CONTINUE)
         return true;
     reki__proc_exit(p, next == REKI_STOP ? REKI_EXIT_NORMAL : REKI_EXIT_ABNORMAL);
@@ -203,14 +209,15 @@ static void run_batch(struct reki__proc *p)
             return;
         }
         void *msg;
-        int rc = reki__mbox_pop(p, &msg);
+        reki_pid_t caller;
+        int rc = reki__mbox_pop(p, &msg, &caller);
         if (rc == 0) {
             run_idle(p);
             return;
         }
         if (rc < 0)
             break; /* a sender is mid-enqueue: come back after others ran */
-        if (!reki__proc_handle_one(p, msg))
+        if (!reki__proc_handle_one(p, msg, caller))
             return;
     }
     /* Still SCHEDULED: requeue for fairness.  The release store is for the
@@ -223,28 +230,27 @@ static void run_batch(struct reki__proc *p)
 
 /* ------------------------------------------------------------- public -- */
 
-static void proc_init(struct reki__proc *p, reki_rt_t *rt, const reki_behavior_t *b, void *arg,
+static void proc_init(struct reki__proc *p, reki_rt_t *rt, const struct reki__beh *beh, void *arg,
                       uint8_t kind)
 {
     memset(p, 0, sizeof(*p));
     __cds_wfcq_init(&p->mq_head, &p->mq_tail);
     atomic_init(&p->sched, REKI__INIT);
     atomic_init(&p->reason, REKI__ALIVE);
-    atomic_init(&p->finished, 0);
     atomic_init(&p->qlen, 0);
-    atomic_init(&p->efd, -1);
     atomic_init(&p->lock.held, 0);
     p->kind = kind;
     p->rt = rt;
-    if (b) {
-        p->handle = b->handle;
-        p->terminate = b->terminate;
-        p->drop = b->drop;
+    p->beh = beh;
+    if (kind == REKI__INBOX) {
+        atomic_init(&p->in.finished, 0);
+        atomic_init(&p->in.efd, -1);
+    } else {
+        p->state = arg;
     }
-    p->state = arg;
 }
 
-int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
+int reki__proc_new(reki_rt_t *rt, const struct reki__beh *beh, void *arg, uint8_t kind,
                    uint32_t max_queue, struct reki__proc **out)
 {
     /* Counted before the shutdown check: reki_rt_free waits for every proc
@@ -259,7 +265,7 @@ int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t k
         reki__rt_proc_done(rt);
         return REKI_ENOMEM;
     }
-    proc_init(p, rt, b, arg, kind);
+    proc_init(p, rt, beh, arg, kind);
     p->max_queue = max_queue;
     int rc = reki__pid_alloc(&rt->pids, p, &p->pid);
     if (rc != REKI_OK) {
@@ -298,7 +304,10 @@ int reki_spawn(reki_rt_t *rt, const reki_behavior_t *b, void *arg, const reki_sp
         return REKI_EINVAL;
     uint8_t kind = (flags & REKI_SPAWN_DEDICATED) ? REKI__DEDICATED : REKI__LIGHT;
     struct reki__proc *p;
-    int rc = reki__proc_new(rt, b, arg, kind, opts ? opts->max_queue : 0, &p);
+    const struct reki__beh *beh = reki__beh_intern(rt, b);
+    if (!beh)
+        return REKI_ENOMEM;
+    int rc = reki__proc_new(rt, beh, arg, kind, opts ? opts->max_queue : 0, &p);
     if (rc != REKI_OK)
         return rc;
     if (kind == REKI__DEDICATED && (rc = reki__dedicated_start(p)) != REKI_OK) {

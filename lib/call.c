@@ -119,7 +119,7 @@ int reki_call(reki_rt_t *rt, reki_pid_t to, void *msg, int timeout_ms, void **re
     atomic_init(&c->refs, 2); /* ours and the monitor's */
     c->reply = NULL;
     struct reki__proc *p;
-    int rc = reki__proc_new(rt, NULL, c, REKI__CALLER, 0, &p);
+    int rc = reki__proc_new(rt, &reki__beh_none, c, REKI__CALLER, 0, &p);
     if (rc != REKI_OK) {
         reki__free(c);
         return rc == REKI_ESHUTDOWN ? REKI_EDEAD : rc; /* every actor is exiting */

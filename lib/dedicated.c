@@ -25,9 +25,10 @@ static void dthread_loop(struct reki__proc *p)
             return;
         }
         void *msg;
-        int rc = reki__mbox_pop(p, &msg);
+        reki_pid_t caller;
+        int rc = reki__mbox_pop(p, &msg, &caller);
         if (rc > 0) {
-            if (!reki__proc_handle_one(p, msg))
+            if (!reki__proc_handle_one(p, msg, caller))
                 return;
             continue;
         }

@@ -34,9 +34,17 @@ int reki_inbox_new_ex(reki_rt_t *rt, const reki_inbox_opts_t *opts, reki_inbox_t
     if (!in)
         return REKI_ENOMEM;
     in->drained = false;
-    reki_behavior_t b = {.drop = opts ? opts->drop : NULL};
-    int rc = reki__proc_new(rt, &b, NULL, REKI__INBOX, 0, &in->p);
+    /* The inbox's own behavior (not interned): reki_inbox_set_drop writes
+     * its drop; retire_cb frees it with the proc. */
+    struct reki__beh *beh = reki__malloc(sizeof(*beh));
+    if (!beh) {
+        reki__free(in);
+        return REKI_ENOMEM;
+    }
+    *beh = (struct reki__beh){.drop = opts ? opts->drop : NULL};
+    int rc = reki__proc_new(rt, beh, NULL, REKI__INBOX, 0, &in->p);
     if (rc != REKI_OK) {
+        reki__free(beh);
         reki__free(in);
         return rc;
     }
@@ -65,7 +73,7 @@ int reki_inbox_set_drop(reki_inbox_t *in, void (*drop)(void *msg))
 {
     if (!in)
         return REKI_EINVAL;
-    in->p->drop = drop;
+    ((struct reki__beh *)in->p->beh)->drop = drop; /* the inbox's own (reki_inbox_new_ex) */
     return REKI_OK;
 }
 
@@ -131,7 +139,7 @@ int reki_inbox_fd(reki_inbox_t *in)
     if (!in)
         return REKI_EINVAL;
     struct reki__proc *p = in->p;
-    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    int fd = atomic_load_explicit(&p->in.efd, memory_order_acquire);
     if (fd >= 0)
         return fd;
     if (!reki__alloc_ok())
@@ -142,7 +150,7 @@ int reki_inbox_fd(reki_inbox_t *in)
     int none = -1;
     /* release: senders acquire it in reki__proc_wake.  A racing call (the
      * contract has one receiving thread, but be safe) keeps the first fd. */
-    if (!atomic_compare_exchange_strong_explicit(&p->efd, &none, fd, memory_order_acq_rel,
+    if (!atomic_compare_exchange_strong_explicit(&p->in.efd, &none, fd, memory_order_acq_rel,
                                                  memory_order_acquire)) {
         close(fd);
         return none;
@@ -159,7 +167,7 @@ int reki_inbox_fd(reki_inbox_t *in)
  * signalled nothing: inbox_pending sees its message. */
 static bool inbox_disarm(struct reki__proc *p)
 {
-    int fd = atomic_load_explicit(&p->efd, memory_order_acquire);
+    int fd = atomic_load_explicit(&p->in.efd, memory_order_acquire);
     if (fd < 0)
         return false;
     inbox_go_idle(p);
@@ -176,11 +184,15 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
         return REKI_EINVAL;
     struct timespec ts;
     const struct timespec *deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;
-    reki__tls_set_caller(0); /* a message received sets it (reki_caller) */
+    /* reki_caller: the received message's caller, 0 for a send or none. */
+    reki_pid_t caller = 0;
+    reki__tls_swap_caller(0);
     for (;;) {
-        int rc = reki__mbox_pop(in->p, msg);
-        if (rc > 0)
+        int rc = reki__mbox_pop(in->p, msg, &caller);
+        if (rc > 0) {
+            reki__tls_swap_caller(caller);
             return REKI_OK;
+        }
         if (rc < 0) {
             sched_yield(); /* a sender is mid-enqueue */
             continue;
@@ -192,8 +204,12 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
                 continue; /* a message or the death arrived meanwhile */
             return REKI_ETIMEDOUT;
         }
-        if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT)
-            return reki__mbox_pop(in->p, msg) > 0 ? REKI_OK : REKI_ETIMEDOUT;
+        if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT) {
+            if (reki__mbox_pop(in->p, msg, &caller) <= 0)
+                return REKI_ETIMEDOUT;
+            reki__tls_swap_caller(caller);
+            return REKI_OK;
+        }
     }
 }
 
@@ -216,8 +232,8 @@ void reki__inbox_exited(struct reki__proc *p)
     reki__rcu_read_lock();
     /* release: pairs with inbox_release's acquire; the exit path (monitors,
      * links) happens-before the proc is retired. */
-    atomic_store_explicit(&p->finished, 1, memory_order_release);
-    reki__futex_wake(&p->finished, INT32_MAX);
+    atomic_store_explicit(&p->in.finished, 1, memory_order_release);
+    reki__futex_wake(&p->in.finished, INT32_MAX);
     reki__rcu_read_unlock();
 }
 
@@ -234,8 +250,8 @@ static void inbox_release(reki_inbox_t *in)
     }
     /* Whoever killed the pid runs its exit path (monitors may block, and
      * call back in): wait for it before the proc goes. */
-    while (!atomic_load_explicit(&p->finished, memory_order_acquire))
-        reki__futex_wait(&p->finished, 0, NULL);
+    while (!atomic_load_explicit(&p->in.finished, memory_order_acquire))
+        reki__futex_wait(&p->in.finished, 0, NULL);
     inbox_retire(p);
 }
 

@@ -230,6 +230,18 @@ enum {
 
 #define REKI__ALIVE (-1)
 
+/* What a proc runs: reki_behavior_t's functions, interned per runtime
+ * (behavior.c) so that a proc holds one pointer instead of three. */
+struct reki__beh {
+    reki_next_t (*handle)(void *, void *, reki_pid_t);
+    void (*terminate)(void *, int);
+    void (*drop)(void *);
+    struct reki__beh *next;
+};
+
+/* An idle light actor is this struct (104 bytes: a 112-byte malloc chunk)
+ * and its pid slot (16 bytes).  Fields that only some kinds use share
+ * space: see the unions. */
 struct reki__proc {
     struct __cds_wfcq_head mq_head; /* mailbox: MPSC, this proc's consumer dequeues */
     struct cds_wfcq_tail mq_tail;
@@ -237,25 +249,32 @@ struct reki__proc {
     _Atomic int32_t reason; /* REKI__ALIVE, or the exit reason once exited */
     reki__spin_t lock;      /* exit transition, hook lists */
     uint8_t kind;
-    uint8_t no_terminate;      /* init failed: the actor never lived */
-    uint8_t free_on_finish;    /* inbox: freed from its own exit path (a monitor) */
-    _Atomic uint32_t finished; /* inbox: its exit path has run (futex) */
-    _Atomic uint32_t qlen;     /* messages queued and not yet taken */
-    _Atomic int efd;           /* inbox: eventfd of reki_inbox_fd, or -1 */
-    uint32_t max_queue;        /* 0 = unbounded */
-    uint32_t timers;           /* pending timers' list (timer.c, under its lock) */
+    uint8_t no_terminate;   /* init failed: the actor never lived */
+    uint8_t free_on_finish; /* inbox: freed from its own exit path (a monitor) */
+    _Atomic uint32_t qlen;  /* messages queued and not yet taken */
+    uint32_t max_queue;     /* 0 = unbounded */
+    uint32_t timers;        /* pending timers' list (timer.c, under its lock) */
     reki_pid_t pid;
     reki_rt_t *rt;
-    reki_next_t (*handle)(void *, void *, reki_pid_t);
-    void (*terminate)(void *, int);
-    void (*drop)(void *);
-    void *state;
+    const struct reki__beh *beh;
+    union {
+        void *state; /* light and dedicated actors: handle's state; CALLER: its call */
+        struct {
+            _Atomic uint32_t finished; /* its exit path has run (futex) */
+            _Atomic int efd;           /* eventfd of reki_inbox_fd, or -1 */
+        } in;                          /* REKI__INBOX */
+    };
     struct reki__hook *links; /* registry entries naming this pid */
-    struct reki__hook *monitors;
-    struct cds_wfcq_node rq_node; /* run-queue link (light actors) */
-    struct rcu_head rcu;
+    union {
+        struct {
+            struct cds_wfcq_node rq_node; /* run-queue link (light actors) */
+            struct reki__hook *monitors;  /* NULL once the exit path took them */
+        };
+        struct rcu_head rcu; /* retirement: neither is used any more */
+    };
     void *ext; /* dedicated: struct reki__dthread */
 };
+_Static_assert(sizeof(struct reki__proc) <= 104, "an idle light actor must fit 128 bytes");
 
 /* mailbox.c */
 /* Queue msg; returns REKI_OK, REKI_EFULL (at max_queue) or REKI_ENOMEM.
@@ -266,9 +285,9 @@ int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
  * handled) or a timer's delivery (bounded false: accepted at arming). */
 int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
                        bool *was_empty);
-/* 1 and *msg (and the message's caller, 0 if none, in this thread's
- * reki_caller); 0 if empty; -1 if a sender is half-way through an enqueue. */
-int reki__mbox_pop(struct reki__proc *p, void **msg);
+/* 1 and *msg (and *caller, if not NULL: the reply address of a call, 0
+ * for a send); 0 if empty; -1 if a sender is half-way through an enqueue. */
+int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller);
 bool reki__mbox_empty(struct reki__proc *p);
 /* Hand every queued message to p->drop (or discard); returns how many. */
 size_t reki__mbox_drain(struct reki__proc *p);
@@ -281,12 +300,12 @@ int reki__kill_pid(reki_rt_t *rt, reki_pid_t pid, int reason);
 /* The exit path, on the proc's own thread after the transition. */
 void reki__proc_finish(struct reki__proc *p);
 /* A new proc with a live pid, its sched at REKI__INIT (nobody runs it yet). */
-int reki__proc_new(reki_rt_t *rt, const reki_behavior_t *b, void *arg, uint8_t kind,
+int reki__proc_new(reki_rt_t *rt, const struct reki__beh *beh, void *arg, uint8_t kind,
                    uint32_t max_queue, struct reki__proc **out);
 /* Make p's consumer look at its mailbox (IDLE -> SCHEDULED). */
 void reki__proc_wake(struct reki__proc *p);
 /* Handle one dequeued message; false once the actor has exited and finished. */
-bool reki__proc_handle_one(struct reki__proc *p, void *msg);
+bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller);
 /* Free p and its pid after a grace period (late messages go to drop). */
 void reki__proc_retire(struct reki__proc *p);
 /* Run queued messages of a light proc; called by a worker. */
@@ -328,8 +347,8 @@ unsigned reki__tls_next_rr(void);
  * the previous value, to restore. */
 reki_pid_t reki__tls_set_current(reki_pid_t pid);
 reki_pid_t reki__tls_current(void);
-/* The caller of the message this thread handles or last received (reki_caller). */
-void reki__tls_set_caller(reki_pid_t caller);
+/* Set reki_caller's answer for this thread; returns the previous one. */
+reki_pid_t reki__tls_swap_caller(reki_pid_t caller);
 
 /* Hazard-pointer record of the calling thread for rt (created on first use,
  * released at thread exit); NULL on allocation failure. */
@@ -374,7 +393,8 @@ struct reki_rt {
     uint64_t id; /* unique per runtime in this process */
     struct reki__list live_node;
 
-    struct reki__timers *timers; /* timer.c */
+    struct reki__timers *timers;      /* timer.c */
+    _Atomic(struct reki__beh *) behs; /* behavior.c: interned, freed with the runtime */
 };
 
 void reki__rt_proc_done(reki_rt_t *rt);
@@ -387,6 +407,13 @@ void reki__timers_destroy(reki_rt_t *rt);
 /* The exit path: p's pending timers are cancelled, their messages dropped,
  * and p takes no new timer. */
 void reki__timers_close(struct reki__proc *p);
+
+/* behavior.c */
+/* The runtime's copy of b's functions (b NULL: none); NULL if out of memory. */
+const struct reki__beh *reki__beh_intern(reki_rt_t *rt, const reki_behavior_t *b);
+/* The behavior of nothing (CALLER procs). */
+extern const struct reki__beh reki__beh_none;
+void reki__beh_free_all(reki_rt_t *rt);
 
 /* call.c */
 /* reki_kill on a caller's pid: its call stops waiting (REKI_EDEAD). */

@@ -52,7 +52,7 @@ int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool 
     return REKI_OK;
 }
 
-int reki__mbox_pop(struct reki__proc *p, void **msg)
+int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller)
 {
     struct cds_wfcq_node *n = __cds_wfcq_dequeue_nonblocking(&p->mq_head, &p->mq_tail);
     if (n == NULL)
@@ -61,7 +61,8 @@ int reki__mbox_pop(struct reki__proc *p, void **msg)
         return -1;
     struct envelope *e = REKI__CONTAINER_OF(n, struct envelope, node);
     *msg = atomic_load_explicit(&e->msg, memory_order_acquire);
-    reki__tls_set_caller(e->caller);
+    if (caller)
+        *caller = e->caller;
     reki__free(e);
     atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
     return 1;
@@ -77,19 +78,17 @@ size_t reki__mbox_drain(struct reki__proc *p)
     size_t n = 0;
     for (;;) {
         void *msg;
-        int rc = reki__mbox_pop(p, &msg);
-        if (rc == 0) {
-            reki__tls_set_caller(0);
+        int rc = reki__mbox_pop(p, &msg, NULL);
+        if (rc == 0)
             return n;
-        }
         if (rc < 0) {
             /* A sender is between its tail exchange and its link store: it
              * is running (or preempted) and will finish in a few cycles. */
             sched_yield();
             continue;
         }
-        if (p->drop)
-            p->drop(msg);
+        if (p->beh->drop)
+            p->beh->drop(msg);
         n++;
     }
 }

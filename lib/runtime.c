@@ -161,6 +161,7 @@ void reki_rt_free(reki_rt_t *rt)
     reki__rt_list_remove(rt);
     reki__hp_destroy(rt);
     reki__timers_destroy(rt);
+    reki__beh_free_all(rt); /* after the last barrier: no proc is left */
     rt_destroy_locks(rt);
     reki__pidtab_destroy(&rt->pids);
     reki__free(rt);

@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "internal.h"
@@ -48,6 +49,7 @@ struct reki__timers {
     _Atomic uint32_t wake; /* futex word: bumped to wake the thread */
     _Atomic int stop;
     struct timespec epoch; /* tick 0 */
+    uint64_t key;          /* ids are (gen << 32 | index) ^ key: bit 63 set, per runtime */
     pthread_t thread;
     reki_rt_t *rt;
 };
@@ -179,6 +181,12 @@ int reki__timers_start(reki_rt_t *rt)
     t->rt = rt;
     t->sleep_until = UINT64_MAX;
     clock_gettime(CLOCK_MONOTONIC, &t->epoch);
+    /* Another runtime's ids (or made-up ones) decode to nodes never issued
+     * here or to generations that do not match: REKI_EINVAL or ENOTFOUND,
+     * never another timer.  Bit 63: gen < 2^31, so no id is 0. */
+    if (getrandom(&t->key, sizeof(t->key), GRND_NONBLOCK) != (ssize_t)sizeof(t->key))
+        t->key = (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull ^ (uint64_t)t->epoch.tv_nsec;
+    t->key |= (uint64_t)1 << 63;
     if (reki__wheel_init(&t->w, 0) != REKI_OK) {
         reki__free(t);
         return REKI_ENOMEM;
@@ -238,8 +246,8 @@ void reki__timers_close(struct reki__proc *p)
     /* Ours now (off the wheel, ids dead): drop outside the lock. */
     for (uint32_t idx = first; idx; idx = reki__wheel_node(&t->w, idx)->pnext) {
         struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-        if (p->drop)
-            p->drop(n->msg);
+        if (p->beh->drop)
+            p->beh->drop(n->msg);
     }
     reki__spin_lock(&t->lock);
     for (uint32_t idx = first; idx;) {
@@ -289,7 +297,7 @@ int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms, reki_t
                     reki__wheel_node(&t->w, p->timers)->pprev = idx;
                 p->timers = idx;
                 reki__wheel_add(&t->w, idx, expires);
-                id = (uint64_t)n->gen << 32 | idx;
+                id = ((uint64_t)n->gen << 32 | idx) ^ t->key;
                 if (expires < t->sleep_until) {
                     t->sleep_until = 0; /* woken once: it recomputes */
                     wake = true;
@@ -309,10 +317,13 @@ int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms, reki_t
 
 int reki_timer_cancel(reki_rt_t *rt, reki_timer_t timer, void **msg)
 {
-    uint32_t idx = (uint32_t)timer, gen = (uint32_t)(timer >> 32);
-    if (!rt || gen == 0)
+    if (!rt || timer == 0)
         return REKI_EINVAL;
     struct reki__timers *t = rt->timers;
+    uint64_t enc = timer ^ t->key;
+    uint32_t idx = (uint32_t)enc, gen = (uint32_t)(enc >> 32);
+    if (gen == 0 || gen > REKI__WHEEL_GEN_MAX)
+        return REKI_EINVAL; /* never an id of this runtime */
     int rc = REKI_ENOTFOUND;
     void *m = NULL;
     void (*drop)(void *) = NULL;
@@ -322,12 +333,12 @@ int reki_timer_cancel(reki_rt_t *rt, reki_timer_t timer, void **msg)
         rc = REKI_EINVAL; /* never an id of this runtime */
     } else {
         struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-        if (n->gen == gen && n->proc) { /* pending */
+        if (n->gen == gen && n->state == REKI__TNODE_PENDING) {
             reki__wheel_remove(&t->w, idx);
             proc_unlink(&t->w, idx);
             n->gen++;
             m = n->msg;
-            drop = n->proc->drop;
+            drop = n->proc->beh->drop;
             reki__wheel_free(&t->w, idx);
             rc = REKI_OK;
         }

@@ -64,9 +64,11 @@ reki_pid_t reki__tls_set_current(reki_pid_t pid)
     return prev;
 }
 
-void reki__tls_set_caller(reki_pid_t caller)
+reki_pid_t reki__tls_swap_caller(reki_pid_t caller)
 {
+    reki_pid_t prev = tls.caller;
     tls.caller = caller;
+    return prev;
 }
 
 reki_pid_t reki_caller(void)

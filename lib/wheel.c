@@ -100,7 +100,8 @@ void reki__wheel_free(struct reki__wheel *w, uint32_t idx)
     struct reki__tnode *n = reki__wheel_node(w, idx);
     n->msg = NULL;
     n->proc = NULL;
-    if (n->gen == 0)
+    n->state = REKI__TNODE_FREE;
+    if (n->gen == 0 || n->gen > REKI__WHEEL_GEN_MAX)
         return; /* every id of this node has been used: retire it */
     n->next = w->free_head;
     w->free_head = idx;
@@ -144,6 +145,7 @@ static void file(struct reki__wheel *w, uint32_t idx)
 void reki__wheel_add(struct reki__wheel *w, uint32_t idx, uint64_t expires)
 {
     reki__wheel_node(w, idx)->expires = expires;
+    reki__wheel_node(w, idx)->state = REKI__TNODE_PENDING;
     file(w, idx);
     w->pending++;
 }
@@ -151,6 +153,7 @@ void reki__wheel_add(struct reki__wheel *w, uint32_t idx, uint64_t expires)
 void reki__wheel_remove(struct reki__wheel *w, uint32_t idx)
 {
     unlink_node(w, idx);
+    reki__wheel_node(w, idx)->state = REKI__TNODE_TAKEN;
     w->pending--;
 }
 
@@ -184,6 +187,7 @@ size_t reki__wheel_advance(struct reki__wheel *w, uint64_t upto)
         while (h->next != head) {
             uint32_t idx = h->next;
             unlink_node(w, idx);
+            reki__wheel_node(w, idx)->state = REKI__TNODE_TAKEN;
             link_tail(w, REKI__WHEEL_DUE, idx);
             w->pending--;
             moved++;

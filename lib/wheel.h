@@ -33,16 +33,19 @@
 #define REKI__WHEEL_FIRST (REKI__WHEEL_DUE + 1)
 #define REKI__WHEEL_CHUNKS 21 /* chunk k holds 1024 << k nodes */
 /* Indices stay below 2^31: the top bit of a proc's list head means "closed". */
-#define REKI__WHEEL_MAX 0x7fffffffu
+#define REKI__WHEEL_MAX (1024u * ((1u << REKI__WHEEL_CHUNKS) - 1u)) /* what the chunks hold */
 
 struct reki__proc;
+
+enum { REKI__TNODE_FREE = 0, REKI__TNODE_PENDING = 1, REKI__TNODE_TAKEN = 2 };
+#define REKI__WHEEL_GEN_MAX 0x7fffffffu /* a node past it is retired */
 
 struct reki__tnode {
     uint32_t next, prev;   /* wheel slot or due list; next links the free list */
     uint32_t pnext, pprev; /* the target's list of pending timers; 0 ends it */
-    uint32_t gen;          /* of the current (or next) arming */
-    uint32_t unused;
-    uint64_t expires; /* tick */
+    uint32_t gen;          /* of the current (or next) arming; below 2^31 */
+    uint32_t state;        /* REKI__TNODE_FREE, _PENDING (on the wheel) or _TAKEN */
+    uint64_t expires;      /* tick */
     void *msg;
     struct reki__proc *proc;
 };

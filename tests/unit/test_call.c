@@ -36,7 +36,8 @@ enum op {
     CALL_SELF,  /* reki_call on self: the result goes to `self_rc` */
     CALL_OTHER, /* reki_call to `other` from inside handle, reply its reply */
     GATE,       /* wait for the gate to open */
-    CALLER_OF   /* reply reki_caller() itself */
+    CALLER_OF,  /* reply reki_caller() itself */
+    NESTED      /* free an inbox and fail a spawn (both drain a mailbox), then reply */
 };
 
 struct req {
@@ -81,6 +82,24 @@ static void reply_or_keep(struct server *s, reki_pid_t to, long v)
         free(b); /* refused: still ours */
     }
 }
+
+static int failing_init(reki_pid_t self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    (void)state;
+    return -1;
+}
+
+static reki_next_t never_handle(void *state, void *msg, reki_pid_t self)
+{
+    (void)state;
+    (void)msg;
+    (void)self;
+    return REKI_CONTINUE;
+}
+
+static const reki_behavior_t failing_b = {.init = failing_init, .handle = never_handle};
 
 static reki_next_t server_handle(void *state, void *msg, reki_pid_t self)
 {
@@ -130,6 +149,17 @@ static reki_next_t server_handle(void *state, void *msg, reki_pid_t self)
             t_sleep_ms(1);
         break;
     case CALLER_OF: reply_or_keep(s, caller, (long)caller); break;
+    case NESTED: {
+        reki_inbox_t *in;
+        if (reki_inbox_new(rt, &in) == REKI_OK) {
+            reki_send(rt, reki_inbox_pid(in), boxed(1)); /* left for free: dropped */
+            reki_inbox_free(in);
+        }
+        reki_pid_t dead;
+        reki_spawn(rt, &failing_b, NULL, NULL, &dead);
+        reply_or_keep(s, reki_caller(), r->value);
+        break;
+    }
     }
     free(r);
     atomic_fetch_add(&s->handled, 1); /* last: what handle wrote is visible */
@@ -223,6 +253,18 @@ static void *bg_call_main(void *arg)
 static void bg_start(struct bg_call *c)
 {
     cr_assert_eq(pthread_create(&c->th, NULL, bg_call_main, c), 0);
+}
+
+/* Draining another mailbox inside handle (a failed spawn, an inbox freed)
+ * must not clear reki_caller: the reply still reaches the call. */
+Test(call, caller_survives_nested_drains_inside_handle)
+{
+    static struct server s;
+    reki_pid_t pid = spawn_server(&s, 0, 0);
+    int rc;
+    cr_assert_eq(call_long(pid, NESTED, 7, 5000, &rc), 7);
+    cr_assert_eq(rc, REKI_OK);
+    cr_assert_eq(t_ldl(&s.refused), 0);
 }
 
 Test(call, deferred_reply_from_a_later_message)

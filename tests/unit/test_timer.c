@@ -211,6 +211,38 @@ Test(timer, bad_input_is_einval_and_changes_nothing)
     free(m);
 }
 
+/* Timer ids are per runtime: another runtime's ids (which name nodes at the
+ * same indices, some of them being delivered) never cancel anything here. */
+Test(timer, another_runtimes_ids_cancel_nothing)
+{
+    static struct clock_actor c;
+    reki_pid_t pid = spawn_clock(&c, 0, 0);
+    reki_rt_t *other;
+    cr_assert_eq(reki_rt_new(NULL, &other), REKI_OK);
+    reki_pid_t opid;
+    cr_assert_eq(t_counter_spawn(other, &p, 0, &opid), REKI_OK);
+    enum { N = 300 };
+    static reki_timer_t ids[N];
+    static int token;
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(reki_send_after(other, opid, &token, 60000, &ids[i]), REKI_OK);
+    long n = t_scaled(3000, 200);
+    for (long i = 0; i < n; i++) {
+        cr_assert_eq(reki_send_after(rt, pid, tmsg(1, i), 1, NULL), REKI_OK);
+        int rc = reki_timer_cancel(rt, ids[i % N], NULL);
+        cr_assert(rc == REKI_EINVAL || rc == REKI_ENOTFOUND, "a foreign id cancelled a timer");
+    }
+    bool ok;
+    T_WAIT_UNTIL(ok, t_ldl(&c.handled) == n);
+    cr_assert(ok, "%ld of %ld fired", t_ldl(&c.handled), n);
+    for (int i = 0; i < N; i++) {
+        void *back = NULL;
+        cr_assert_eq(reki_timer_cancel(other, ids[i], &back), REKI_OK);
+        cr_assert_eq(back, &token);
+    }
+    reki_rt_free(other);
+}
+
 Test(timer, an_exit_drops_pending_timers_exactly_once)
 {
     static struct clock_actor c;
