@@ -255,7 +255,7 @@ int reki__proc_new(reki_rt_t *rt, const struct reki__beh *beh, void *arg, uint8_
 {
     /* Counted before the shutdown check: reki_rt_free waits for every proc
      * that got past it (seq_cst on both sides). */
-    atomic_fetch_add_explicit(&rt->live_procs, 1, memory_order_seq_cst);
+    reki__rt_proc_begin(rt);
     if (atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
         reki__rt_proc_done(rt);
         return REKI_ESHUTDOWN;

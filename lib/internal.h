@@ -177,15 +177,27 @@ struct reki__slot {
     _Atomic(struct reki__proc *) proc;
 };
 
-struct reki__pidtab {
-    /* Chunks are allocated on demand and never move or shrink until the
-     * runtime is freed, so readers index them without a lock. */
-    _Atomic(struct reki__slot *) chunks[REKI__NCHUNKS];
-    pthread_mutex_t lock; /* guards the free list and next */
+/* Threads spread over this many shards (counters, pid allocation), so that
+ * spawning threads share no cache line. */
+#define REKI__SHARDS 16u
+#define REKI__BLOCK_SLOTS 64u /* a shard takes fresh pid slots this many at a time */
+
+/* One shard of the pid table's allocator: its own free list and block. */
+struct reki__pidshard {
+    pthread_mutex_t lock; /* guards the rest */
     uint32_t *free_idx;
     size_t nfree, cap_free;
-    uint32_t next; /* slots [0, next) have been handed out at least once */
-    uint64_t tag;  /* 1..255: the low bits of every generation of this table */
+    uint32_t block, used; /* current fresh block's first index, slots taken from it */
+} __attribute__((aligned(64)));
+
+struct reki__pidtab {
+    /* Chunks are allocated on demand and never move or shrink until the
+     * runtime is freed, so readers index them without a lock.  Each chunk
+     * is followed by one byte per block: the shard that owns the block. */
+    _Atomic(struct reki__slot *) chunks[REKI__NCHUNKS];
+    _Atomic uint32_t blocks; /* fresh blocks handed out: slots below blocks * BLOCK_SLOTS */
+    uint64_t tag;            /* 1..255: the low bits of every generation of this table */
+    struct reki__pidshard shard[REKI__SHARDS];
 };
 
 int reki__pidtab_init(struct reki__pidtab *t);
@@ -347,6 +359,8 @@ unsigned reki__tls_next_rr(void);
  * the previous value, to restore. */
 reki_pid_t reki__tls_set_current(reki_pid_t pid);
 reki_pid_t reki__tls_current(void);
+/* This thread's shard (0 .. REKI__SHARDS - 1), fixed at its first call. */
+unsigned reki__tls_shard(void);
 /* Set reki_caller's answer for this thread; returns the previous one. */
 reki_pid_t reki__tls_swap_caller(reki_pid_t caller);
 
@@ -376,8 +390,14 @@ struct reki_rt {
     _Atomic int stop;          /* workers: finish queued work and leave */
     _Atomic int shutdown;      /* reki_rt_free has begun */
 
-    _Atomic size_t live_procs; /* procs whose exit path has not finished */
-    pthread_mutex_t wait_lock; /* with wait_cv: rt_free waiting for live_procs */
+    /* Procs whose exit path has not finished: the sum of per-shard counts
+     * (a spawn counts in its thread's shard, an exit in the exiting
+     * thread's), so spawning threads share no line.  Only the sum means
+     * anything; see reki__rt_live. */
+    struct {
+        _Atomic long n;
+    } __attribute__((aligned(64))) live[REKI__SHARDS];
+    pthread_mutex_t wait_lock; /* with wait_cv: rt_free waiting for the live count */
     pthread_cond_t wait_cv;
 
     pthread_mutex_t objs_lock; /* registries, inboxes and dedicated-thread zombies */
@@ -397,6 +417,8 @@ struct reki_rt {
     _Atomic(struct reki__beh *) behs; /* behavior.c: interned, freed with the runtime */
 };
 
+/* A proc begins (before its spawner checks shutdown) / its exit path ends. */
+void reki__rt_proc_begin(reki_rt_t *rt);
 void reki__rt_proc_done(reki_rt_t *rt);
 
 /* timer.c */

@@ -9,8 +9,10 @@
  * period following its occupant's exit, so a reader that saw `live == pid`
  * inside a read-side section reads that occupant's proc pointer.
  *
- * Allocation takes a mutex: spawns are not the read path, and a short
- * uncontended mutex costs less than a spawn's malloc.
+ * Allocation is sharded: each thread allocates from its shard (a mutex, a
+ * free list and a block of 64 fresh slots taken with one fetch_add), so
+ * threads that spawn at once share no cache line; a freed slot goes back to
+ * the shard that owns its block.
  */
 #include <string.h>
 
@@ -23,8 +25,15 @@ int reki__pidtab_init(struct reki__pidtab *t)
     t->tag = atomic_fetch_add_explicit(&tables, 1, memory_order_relaxed) % (REKI__GEN_STEP - 1) + 1;
     for (unsigned i = 0; i < REKI__NCHUNKS; i++)
         atomic_init(&t->chunks[i], NULL);
-    if (pthread_mutex_init(&t->lock, NULL) != 0)
-        return REKI_ENOMEM;
+    atomic_init(&t->blocks, 0);
+    for (unsigned i = 0; i < REKI__SHARDS; i++) {
+        if (pthread_mutex_init(&t->shard[i].lock, NULL) != 0) {
+            while (i-- > 0)
+                pthread_mutex_destroy(&t->shard[i].lock);
+            return REKI_ENOMEM;
+        }
+        t->shard[i].used = REKI__BLOCK_SLOTS; /* no block yet */
+    }
     return REKI_OK;
 }
 
@@ -32,9 +41,13 @@ void reki__pidtab_destroy(struct reki__pidtab *t)
 {
     for (unsigned i = 0; i < REKI__NCHUNKS; i++)
         reki__free(atomic_load_explicit(&t->chunks[i], memory_order_relaxed));
-    reki__free(t->free_idx);
-    pthread_mutex_destroy(&t->lock);
+    for (unsigned i = 0; i < REKI__SHARDS; i++) {
+        reki__free(t->shard[i].free_idx);
+        pthread_mutex_destroy(&t->shard[i].lock);
+    }
 }
+
+#define BLOCKS_PER_CHUNK (REKI__CHUNK_SLOTS / REKI__BLOCK_SLOTS)
 
 static struct reki__slot *slot_of(struct reki__pidtab *t, uint64_t idx)
 {
@@ -44,33 +57,56 @@ static struct reki__slot *slot_of(struct reki__pidtab *t, uint64_t idx)
     return c ? &c[idx & (REKI__CHUNK_SLOTS - 1)] : NULL;
 }
 
-/* Under t->lock: a never-used index, allocating its chunk if needed. */
-static int fresh_index(struct reki__pidtab *t, uint32_t *idx)
+/* The owner bytes after a chunk's slots. */
+static _Atomic uint8_t *owners_of(struct reki__slot *chunk)
 {
-    if (t->next >= (UINT64_C(1) << REKI__IDX_BITS))
+    return (_Atomic uint8_t *)(chunk + REKI__CHUNK_SLOTS);
+}
+
+/* A fresh block for shard `sid` (its lock held): one fetch_add on the
+ * table's block counter per REKI__BLOCK_SLOTS spawns.  Its chunk is
+ * allocated by whichever shard needs it first (a CAS decides). */
+static int fresh_block(struct reki__pidtab *t, unsigned sid)
+{
+    uint32_t b = atomic_fetch_add_explicit(&t->blocks, 1, memory_order_relaxed);
+    if ((uint64_t)(b + 1) * REKI__BLOCK_SLOTS > (UINT64_C(1) << REKI__IDX_BITS)) {
+        atomic_fetch_sub_explicit(&t->blocks, 1, memory_order_relaxed);
         return REKI_ENOMEM;
-    unsigned c = t->next >> REKI__CHUNK_BITS;
-    if (!atomic_load_explicit(&t->chunks[c], memory_order_relaxed)) {
-        struct reki__slot *chunk = reki__calloc(REKI__CHUNK_SLOTS, sizeof(*chunk));
-        if (!chunk)
-            return REKI_ENOMEM;
-        /* release: readers acquire-load the chunk pointer (slot_of). */
-        atomic_store_explicit(&t->chunks[c], chunk, memory_order_release);
     }
-    *idx = t->next++;
+    uint32_t first = b * REKI__BLOCK_SLOTS;
+    unsigned c = first >> REKI__CHUNK_BITS;
+    struct reki__slot *chunk = atomic_load_explicit(&t->chunks[c], memory_order_acquire);
+    if (!chunk) {
+        struct reki__slot *mine =
+            reki__calloc(1, REKI__CHUNK_SLOTS * sizeof(struct reki__slot) + BLOCKS_PER_CHUNK);
+        if (!mine)
+            return REKI_ENOMEM; /* the block is lost: its slots stay 0, never used */
+        /* release: readers acquire-load the chunk pointer (slot_of). */
+        if (atomic_compare_exchange_strong_explicit(&t->chunks[c], &chunk, mine,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            chunk = mine;
+        else
+            reki__free(mine);
+    }
+    atomic_store_explicit(&owners_of(chunk)[b % BLOCKS_PER_CHUNK], (uint8_t)sid,
+                          memory_order_relaxed);
+    t->shard[sid].block = first;
+    t->shard[sid].used = 0;
     return REKI_OK;
 }
 
 int reki__pid_alloc(struct reki__pidtab *t, struct reki__proc *p, reki_pid_t *pid)
 {
+    unsigned sid = reki__tls_shard();
+    struct reki__pidshard *sh = &t->shard[sid];
     uint32_t idx;
     int rc = REKI_OK;
-    pthread_mutex_lock(&t->lock);
-    if (t->nfree > 0)
-        idx = t->free_idx[--t->nfree];
-    else
-        rc = fresh_index(t, &idx);
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_lock(&sh->lock);
+    if (sh->nfree > 0)
+        idx = sh->free_idx[--sh->nfree];
+    else if (sh->used < REKI__BLOCK_SLOTS || (rc = fresh_block(t, sid)) == REKI_OK)
+        idx = sh->block + sh->used++;
+    pthread_mutex_unlock(&sh->lock);
     if (rc != REKI_OK)
         return rc;
     struct reki__slot *s = slot_of(t, idx);
@@ -106,23 +142,32 @@ void reki__pid_release(struct reki__pidtab *t, reki_pid_t pid)
     atomic_store_explicit(&s->proc, NULL, memory_order_relaxed);
     if ((pid >> REKI__IDX_BITS) > REKI__GEN_MAX - REKI__GEN_STEP)
         return; /* generations exhausted: retire the slot, never reuse a pid */
-    pthread_mutex_lock(&t->lock);
-    if (t->nfree == t->cap_free) {
-        size_t cap = t->cap_free ? t->cap_free * 2 : 1024;
+    /* Back to the shard that owns its block (written before the slot was
+     * first handed out, under that shard's lock; we got here through the
+     * pid's publication and exit, which happen after). */
+    struct reki__slot *chunk =
+        atomic_load_explicit(&t->chunks[idx >> REKI__CHUNK_BITS], memory_order_acquire);
+    unsigned sid =
+        atomic_load_explicit(&owners_of(chunk)[(idx & (REKI__CHUNK_SLOTS - 1)) / REKI__BLOCK_SLOTS],
+                             memory_order_relaxed);
+    struct reki__pidshard *sh = &t->shard[sid];
+    pthread_mutex_lock(&sh->lock);
+    if (sh->nfree == sh->cap_free) {
+        size_t cap = sh->cap_free ? sh->cap_free * 2 : 1024;
         uint32_t *n = reki__malloc(cap * sizeof(*n));
         if (!n) {
             /* Leak the index rather than fail a free: the slot stays dead. */
-            pthread_mutex_unlock(&t->lock);
+            pthread_mutex_unlock(&sh->lock);
             return;
         }
-        if (t->nfree)
-            memcpy(n, t->free_idx, t->nfree * sizeof(*n));
-        reki__free(t->free_idx);
-        t->free_idx = n;
-        t->cap_free = cap;
+        if (sh->nfree)
+            memcpy(n, sh->free_idx, sh->nfree * sizeof(*n));
+        reki__free(sh->free_idx);
+        sh->free_idx = n;
+        sh->cap_free = cap;
     }
-    t->free_idx[t->nfree++] = idx;
-    pthread_mutex_unlock(&t->lock);
+    sh->free_idx[sh->nfree++] = idx;
+    pthread_mutex_unlock(&sh->lock);
 }
 
 struct reki__proc *reki__pid_resolve(struct reki__pidtab *t, reki_pid_t pid)
@@ -148,14 +193,18 @@ bool reki__pid_alive(struct reki__pidtab *t, reki_pid_t pid)
 
 void reki__pid_foreach_live(struct reki__pidtab *t, void (*fn)(reki_pid_t, void *), void *arg)
 {
-    pthread_mutex_lock(&t->lock);
-    uint32_t n = t->next;
-    pthread_mutex_unlock(&t->lock);
+    /* Blocks below it were handed out; a chunk not yet published holds no
+     * live pid (slot_of is NULL: skipped). */
+    uint32_t n = atomic_load_explicit(&t->blocks, memory_order_acquire) * REKI__BLOCK_SLOTS;
     /* Slots never move or go away before the table: no read-side section
      * is needed to read them, and fn (which may run user code) runs outside
      * any.  fn gets the pid, which it resolves again itself. */
     for (uint32_t i = 0; i < n; i++) {
         struct reki__slot *s = slot_of(t, i);
+        if (!s) { /* a block whose chunk could not be allocated */
+            i |= REKI__CHUNK_SLOTS - 1;
+            continue;
+        }
         uint64_t live = atomic_load_explicit(&s->live, memory_order_acquire);
         if (live != 0 && !(live & REKI__DEAD_BIT))
             fn(live, arg);

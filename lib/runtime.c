@@ -3,7 +3,7 @@
  * shutdown sequence of reki_rt_free.
  *
  * Shutdown: set `shutdown` (new spawns fail; a spawn already past its check
- * is counted in live_procs and re-checks after publishing its pid), then exit
+ * is counted in `live` and re-checks after publishing its pid), then exit
  * every live proc with REKI_EXIT_SHUTDOWN and wait for every exit path to
  * finish, re-sweeping in case a callback spawned meanwhile.  Then the RCU
  * callbacks run (rcu_barrier): messages that raced an exit go to their drop,
@@ -40,16 +40,37 @@ void reki__list_del(struct reki__list *n)
     n->next = n->prev = n;
 }
 
+void reki__rt_proc_begin(reki_rt_t *rt)
+{
+    /* seq_cst: the Dekker pair with reki_rt_free (the spawner checks
+     * shutdown after this; rt_free sums after storing shutdown). */
+    atomic_fetch_add_explicit(&rt->live[reki__tls_shard()].n, 1, memory_order_seq_cst);
+}
+
+/* Live procs.  Exact once shutdown is set: every proc that lives was
+ * counted before the shutdown store, which comes before these loads, so no
+ * live proc is missed; a count may be seen without its decrement (the sum
+ * is then too high, and the waiter waits on), never the other way round
+ * within one shard. */
+static long rt_live(reki_rt_t *rt)
+{
+    long n = 0;
+    for (unsigned i = 0; i < REKI__SHARDS; i++)
+        n += atomic_load_explicit(&rt->live[i].n, memory_order_seq_cst);
+    return n;
+}
+
 void reki__rt_proc_done(reki_rt_t *rt)
 {
+    unsigned sid = reki__tls_shard();
     if (!atomic_load_explicit(&rt->shutdown, memory_order_seq_cst)) {
-        atomic_fetch_sub_explicit(&rt->live_procs, 1, memory_order_release);
+        atomic_fetch_sub_explicit(&rt->live[sid].n, 1, memory_order_release);
         return;
     }
     /* Under the lock, so reki_rt_free cannot see zero and free rt while we
      * are still about to signal it. */
     pthread_mutex_lock(&rt->wait_lock);
-    atomic_fetch_sub_explicit(&rt->live_procs, 1, memory_order_release);
+    atomic_fetch_sub_explicit(&rt->live[sid].n, 1, memory_order_seq_cst);
     pthread_cond_broadcast(&rt->wait_cv);
     pthread_mutex_unlock(&rt->wait_lock);
 }
@@ -129,10 +150,9 @@ static void stop_all_procs(reki_rt_t *rt)
         pthread_mutex_lock(&rt->wait_lock);
         struct timespec ts;
         reki__deadline(&ts, 20);
-        while (atomic_load_explicit(&rt->live_procs, memory_order_seq_cst) > 0 &&
-               pthread_cond_timedwait(&rt->wait_cv, &rt->wait_lock, &ts) == 0)
+        while (rt_live(rt) > 0 && pthread_cond_timedwait(&rt->wait_cv, &rt->wait_lock, &ts) == 0)
             ;
-        bool done = atomic_load_explicit(&rt->live_procs, memory_order_seq_cst) == 0;
+        bool done = rt_live(rt) == 0;
         pthread_mutex_unlock(&rt->wait_lock);
         if (done)
             return;

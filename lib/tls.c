@@ -30,6 +30,7 @@ struct tls {
     char token;
     reki_pid_t current; /* actor whose callback this thread runs, or 0 */
     reki_pid_t caller;  /* reki_caller: of the message handled or last received */
+    unsigned shard;     /* 1 + reki__tls_shard, 0 until first asked */
     unsigned rr;
     struct reki__worker *worker;
     struct hp_cache *hp;
@@ -62,6 +63,14 @@ reki_pid_t reki__tls_set_current(reki_pid_t pid)
     reki_pid_t prev = tls.current;
     tls.current = pid;
     return prev;
+}
+
+unsigned reki__tls_shard(void)
+{
+    static _Atomic unsigned next;
+    if (REKI__UNLIKELY(tls.shard == 0))
+        tls.shard = 1 + atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % REKI__SHARDS;
+    return tls.shard - 1;
 }
 
 reki_pid_t reki__tls_swap_caller(reki_pid_t caller)
