@@ -152,6 +152,7 @@ static reki_next_t server_handle(void *state, void *msg, reki_pid_t self)
     case NESTED: {
         reki_inbox_t *in;
         if (reki_inbox_new(rt, &in) == REKI_OK) {
+            reki_inbox_set_drop(in, free);
             reki_send(rt, reki_inbox_pid(in), boxed(1)); /* left for free: dropped */
             reki_inbox_free(in);
         }
