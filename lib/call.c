@@ -31,8 +31,14 @@ enum { WAITING = 0, CLAIMED = 1, REPLIED = 2, DOWN = 3, TIMEDOUT = 4 };
 struct call {
     _Atomic uint32_t state; /* futex */
     _Atomic uint32_t refs;
-    void *reply; /* written before the release store of REPLIED */
+    _Atomic uint32_t sleeping; /* the caller is (about to be) in futex_wait */
+    void *reply;               /* written before the release store of REPLIED */
 };
+
+/* Rounds a caller polls its state before it sleeps: a reply from a light
+ * actor on another core comes within microseconds, and a futex sleep and
+ * wake cost more than that on both sides. */
+#define CALL_SPIN 2000
 
 static struct call *call_of(struct reki__proc *p)
 {
@@ -46,15 +52,23 @@ static void call_unref(struct reki__proc *p)
         reki__proc_retire(p); /* retire_cb frees the call record too */
 }
 
+/* After a state change: wake the caller if it sleeps.  seq_cst: Dekker
+ * with call_wait's "sleeping = 1; re-check state". */
+static void call_wake(struct call *c)
+{
+    if (atomic_load_explicit(&c->sleeping, memory_order_seq_cst))
+        reki__futex_wake(&c->state, 1);
+}
+
 /* Move WAITING to `to` and wake the caller; false if already decided. */
 static bool call_decide(struct call *c, uint32_t to)
 {
     uint32_t w = WAITING;
-    /* acq_rel: pairs with the caller's acquire loads of the state. */
-    if (!atomic_compare_exchange_strong_explicit(&c->state, &w, to, memory_order_acq_rel,
+    /* seq_cst: pairs with the caller's loads of the state (and Dekker). */
+    if (!atomic_compare_exchange_strong_explicit(&c->state, &w, to, memory_order_seq_cst,
                                                  memory_order_acquire))
         return false;
-    reki__futex_wake(&c->state, 1);
+    call_wake(c);
     return true;
 }
 
@@ -80,8 +94,15 @@ void reki__call_free(struct reki__proc *p)
 /* Wait until the state leaves WAITING (or CLAIMED); returns the outcome. */
 static uint32_t call_wait(struct call *c, const struct timespec *deadline)
 {
-    for (;;) {
+    for (int i = 0; i < CALL_SPIN; i++) {
         uint32_t s = atomic_load_explicit(&c->state, memory_order_acquire);
+        if (s != WAITING && s != CLAIMED)
+            return s;
+        REKI__CPU_RELAX();
+    }
+    atomic_store_explicit(&c->sleeping, 1, memory_order_seq_cst);
+    for (;;) {
+        uint32_t s = atomic_load_explicit(&c->state, memory_order_seq_cst);
         if (s != WAITING && s != CLAIMED)
             return s;
         /* CLAIMED: a replier is between its two stores; it will wake us. */
@@ -117,6 +138,7 @@ int reki_call(reki_rt_t *rt, reki_pid_t to, void *msg, int timeout_ms, void **re
         return REKI_ENOMEM;
     atomic_init(&c->state, WAITING);
     atomic_init(&c->refs, 2); /* ours and the monitor's */
+    atomic_init(&c->sleeping, 0);
     c->reply = NULL;
     struct reki__proc *p;
     int rc = reki__proc_new(rt, &reki__beh_none, c, REKI__CALLER, 0, &p);
@@ -166,9 +188,10 @@ int reki_reply(reki_rt_t *rt, reki_pid_t caller, void *reply)
         if (atomic_compare_exchange_strong_explicit(&c->state, &w, CLAIMED, memory_order_acquire,
                                                     memory_order_relaxed)) {
             c->reply = reply;
-            /* release: the reply (and what it points to) to the caller. */
-            atomic_store_explicit(&c->state, REPLIED, memory_order_release);
-            reki__futex_wake(&c->state, 1);
+            /* release: the reply (and what it points to) to the caller;
+             * seq_cst: Dekker with the caller's sleeping flag. */
+            atomic_store_explicit(&c->state, REPLIED, memory_order_seq_cst);
+            call_wake(c);
             rc = REKI_OK;
         }
     }

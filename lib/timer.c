@@ -54,13 +54,17 @@ struct reki__timers {
     reki_rt_t *rt;
 };
 
-static uint64_t now_tick(const struct reki__timers *t)
+static uint64_t now_ns(const struct reki__timers *t)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns =
-        (int64_t)(ts.tv_sec - t->epoch.tv_sec) * 1000000000 + (ts.tv_nsec - t->epoch.tv_nsec);
-    return (uint64_t)(ns / 1000000);
+    return (uint64_t)((int64_t)(ts.tv_sec - t->epoch.tv_sec) * 1000000000 +
+                      (ts.tv_nsec - t->epoch.tv_nsec));
+}
+
+static uint64_t now_tick(const struct reki__timers *t)
+{
+    return now_ns(t) / 1000000;
 }
 
 static void tick_time(const struct reki__timers *t, uint64_t tick, struct timespec *ts)
@@ -273,9 +277,9 @@ int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms, reki_t
     if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
         return REKI_ESHUTDOWN;
     struct reki__timers *t = rt->timers;
-    /* Tick k is processed no earlier than k ms after the epoch: k = the
-     * current tick + ms + 1 is at least ms from now. */
-    uint64_t expires = now_tick(t) + ms + 1;
+    /* Tick k is processed no earlier than k ms after the epoch: the first
+     * tick at or after now + ms. */
+    uint64_t expires = (now_ns(t) + (uint64_t)ms * 1000000 + 999999) / 1000000;
     int rc = REKI_EDEAD;
     reki_timer_t id = 0;
     bool wake = false;
