@@ -277,7 +277,9 @@ typedef uint64_t reki_timer_t; /* 0 is never a timer; a timer id is never reused
  * Cost: O(1); one node of 48 bytes; no system call, except that arming a
  *   timer due before the timer thread's next wake-up (the thread sleeps when
  *   no timer is pending, and between 64 ms cascades while only timers longer
- *   than that wait) makes one futex wake.
+ *   than that wait) makes one futex wake, and the arming that first needs a
+ *   new chunk of nodes maps it (a chunk per doubling of the most timers ever
+ *   pending at once).
  * Thread-safety: MT-safe, also from handle, terminate, drop and monitors.
  * Each runtime has one timer thread; it runs no user code but drop is never
  * called by it (a timer's message is queued, and dropped by the target's
