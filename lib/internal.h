@@ -191,10 +191,12 @@ struct reki__pidshard {
 } __attribute__((aligned(64)));
 
 struct reki__pidtab {
-    /* Chunks are allocated on demand and never move or shrink until the
-     * runtime is freed, so readers index them without a lock.  Each chunk
-     * is followed by one byte per block: the shard that owns the block. */
+    /* Chunks are mapped on demand (exactly their pages: an idle actor's
+     * slot costs its 16 bytes) and never move or shrink until the runtime
+     * is freed, so readers index them without a lock.  owners[c] has one
+     * byte per block of chunk c: the shard that owns the block. */
     _Atomic(struct reki__slot *) chunks[REKI__NCHUNKS];
+    _Atomic(_Atomic uint8_t *) owners[REKI__NCHUNKS];
     _Atomic uint32_t blocks; /* fresh blocks handed out: slots below blocks * BLOCK_SLOTS */
     uint64_t tag;            /* 1..255: the low bits of every generation of this table */
     struct reki__pidshard shard[REKI__SHARDS];

@@ -18,13 +18,17 @@
 
 #include "internal.h"
 
+#define CHUNK_BYTES ((size_t)REKI__CHUNK_SLOTS * sizeof(struct reki__slot))
+
 int reki__pidtab_init(struct reki__pidtab *t)
 {
     static _Atomic unsigned tables;
     memset(t, 0, sizeof(*t));
     t->tag = atomic_fetch_add_explicit(&tables, 1, memory_order_relaxed) % (REKI__GEN_STEP - 1) + 1;
-    for (unsigned i = 0; i < REKI__NCHUNKS; i++)
+    for (unsigned i = 0; i < REKI__NCHUNKS; i++) {
         atomic_init(&t->chunks[i], NULL);
+        atomic_init(&t->owners[i], NULL);
+    }
     atomic_init(&t->blocks, 0);
     for (unsigned i = 0; i < REKI__SHARDS; i++) {
         if (pthread_mutex_init(&t->shard[i].lock, NULL) != 0) {
@@ -39,8 +43,12 @@ int reki__pidtab_init(struct reki__pidtab *t)
 
 void reki__pidtab_destroy(struct reki__pidtab *t)
 {
-    for (unsigned i = 0; i < REKI__NCHUNKS; i++)
-        reki__free(atomic_load_explicit(&t->chunks[i], memory_order_relaxed));
+    for (unsigned i = 0; i < REKI__NCHUNKS; i++) {
+        struct reki__slot *c = atomic_load_explicit(&t->chunks[i], memory_order_relaxed);
+        if (c)
+            reki__unmap_pages(c, CHUNK_BYTES);
+        reki__free((void *)atomic_load_explicit(&t->owners[i], memory_order_relaxed));
+    }
     for (unsigned i = 0; i < REKI__SHARDS; i++) {
         reki__free(t->shard[i].free_idx);
         pthread_mutex_destroy(&t->shard[i].lock);
@@ -57,12 +65,6 @@ static struct reki__slot *slot_of(struct reki__pidtab *t, uint64_t idx)
     return c ? &c[idx & (REKI__CHUNK_SLOTS - 1)] : NULL;
 }
 
-/* The owner bytes after a chunk's slots. */
-static _Atomic uint8_t *owners_of(struct reki__slot *chunk)
-{
-    return (_Atomic uint8_t *)(chunk + REKI__CHUNK_SLOTS);
-}
-
 /* A fresh block for shard `sid` (its lock held): one fetch_add on the
  * table's block counter per REKI__BLOCK_SLOTS spawns.  Its chunk is
  * allocated by whichever shard needs it first (a CAS decides). */
@@ -75,21 +77,29 @@ static int fresh_block(struct reki__pidtab *t, unsigned sid)
     }
     uint32_t first = b * REKI__BLOCK_SLOTS;
     unsigned c = first >> REKI__CHUNK_BITS;
-    struct reki__slot *chunk = atomic_load_explicit(&t->chunks[c], memory_order_acquire);
-    if (!chunk) {
-        struct reki__slot *mine =
-            reki__calloc(1, REKI__CHUNK_SLOTS * sizeof(struct reki__slot) + BLOCKS_PER_CHUNK);
+    /* The owners first: a chunk whose pointer is published has them. */
+    _Atomic uint8_t *owners = atomic_load_explicit(&t->owners[c], memory_order_acquire);
+    if (!owners) {
+        _Atomic uint8_t *mine = reki__calloc(BLOCKS_PER_CHUNK, sizeof(*mine));
         if (!mine)
             return REKI_ENOMEM; /* the block is lost: its slots stay 0, never used */
-        /* release: readers acquire-load the chunk pointer (slot_of). */
-        if (atomic_compare_exchange_strong_explicit(&t->chunks[c], &chunk, mine,
+        if (atomic_compare_exchange_strong_explicit(&t->owners[c], &owners, mine,
                                                     memory_order_acq_rel, memory_order_acquire))
-            chunk = mine;
+            owners = mine;
         else
-            reki__free(mine);
+            reki__free((void *)mine);
     }
-    atomic_store_explicit(&owners_of(chunk)[b % BLOCKS_PER_CHUNK], (uint8_t)sid,
-                          memory_order_relaxed);
+    struct reki__slot *chunk = atomic_load_explicit(&t->chunks[c], memory_order_acquire);
+    if (!chunk) {
+        struct reki__slot *mine = reki__map_pages(CHUNK_BYTES); /* zero-filled */
+        if (!mine)
+            return REKI_ENOMEM;
+        /* release: readers acquire-load the chunk pointer (slot_of). */
+        if (!atomic_compare_exchange_strong_explicit(&t->chunks[c], &chunk, mine,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            reki__unmap_pages(mine, CHUNK_BYTES);
+    }
+    atomic_store_explicit(&owners[b % BLOCKS_PER_CHUNK], (uint8_t)sid, memory_order_relaxed);
     t->shard[sid].block = first;
     t->shard[sid].used = 0;
     return REKI_OK;
@@ -145,11 +155,10 @@ void reki__pid_release(struct reki__pidtab *t, reki_pid_t pid)
     /* Back to the shard that owns its block (written before the slot was
      * first handed out, under that shard's lock; we got here through the
      * pid's publication and exit, which happen after). */
-    struct reki__slot *chunk =
-        atomic_load_explicit(&t->chunks[idx >> REKI__CHUNK_BITS], memory_order_acquire);
-    unsigned sid =
-        atomic_load_explicit(&owners_of(chunk)[(idx & (REKI__CHUNK_SLOTS - 1)) / REKI__BLOCK_SLOTS],
-                             memory_order_relaxed);
+    _Atomic uint8_t *owners =
+        atomic_load_explicit(&t->owners[idx >> REKI__CHUNK_BITS], memory_order_acquire);
+    unsigned sid = atomic_load_explicit(
+        &owners[(idx & (REKI__CHUNK_SLOTS - 1)) / REKI__BLOCK_SLOTS], memory_order_relaxed);
     struct reki__pidshard *sh = &t->shard[sid];
     pthread_mutex_lock(&sh->lock);
     if (sh->nfree == sh->cap_free) {
