@@ -124,16 +124,23 @@ static reki_next_t echo_handle(void *state, void *msg, reki_pid_t self)
 
 static const reki_behavior_t echo_b = {.handle = echo_handle};
 
+/* A runtime and one light actor that counts what it handles into *handled. */
+static reki_pid_t sink_runtime(reki_rt_t **rt, atomic_long *handled)
+{
+    check(reki_rt_new(NULL, rt), "rt_new");
+    reki_pid_t pid;
+    check(reki_spawn(*rt, &sink_b, handled, NULL, &pid), "spawn");
+    return pid;
+}
+
 /* --------------------------------------------------------------- timers -- */
 
 static void bench_timers(void)
 {
     printf("timers\n");
-    reki_rt_t *rt;
-    check(reki_rt_new(NULL, &rt), "rt_new");
     atomic_long handled = 0;
-    reki_pid_t pid;
-    check(reki_spawn(rt, &sink_b, &handled, NULL, &pid), "spawn");
+    reki_rt_t *rt;
+    reki_pid_t pid = sink_runtime(&rt, &handled);
     static char msg;
 
     /* Arm + cancel pairs, one thread. */
@@ -296,11 +303,9 @@ static void bench_call(void)
 static void bench_idle(void)
 {
     printf("idle\n");
-    reki_rt_t *rt;
-    check(reki_rt_new(NULL, &rt), "rt_new");
     atomic_long handled = 0;
-    reki_pid_t pid;
-    check(reki_spawn(rt, &sink_b, &handled, NULL, &pid), "spawn");
+    reki_rt_t *rt;
+    reki_pid_t pid = sink_runtime(&rt, &handled);
     /* A timer armed and fired first, so the timer thread's linger is over. */
     static char msg;
     check(reki_send_after(rt, pid, &msg, 1, NULL), "arm");

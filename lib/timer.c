@@ -129,7 +129,6 @@ static void *timer_main(void *arg)
         while ((idx = reki__wheel_pop_due(&t->w)) != 0) {
             struct reki__tnode *n = reki__wheel_node(&t->w, idx);
             proc_unlink(&t->w, idx);
-            n->gen++;
             n->next = 0;
             if (last)
                 reki__wheel_node(&t->w, last)->next = idx;
@@ -240,10 +239,8 @@ void reki__timers_close(struct reki__proc *p)
     reki__spin_lock(&t->lock);
     uint32_t first = p->timers & CLOSED ? 0 : p->timers;
     p->timers = CLOSED;
-    for (uint32_t idx = first; idx; idx = reki__wheel_node(&t->w, idx)->pnext) {
+    for (uint32_t idx = first; idx; idx = reki__wheel_node(&t->w, idx)->pnext)
         reki__wheel_remove(&t->w, idx);
-        reki__wheel_node(&t->w, idx)->gen++;
-    }
     reki__spin_unlock(&t->lock);
     if (!first)
         return;
@@ -340,7 +337,6 @@ int reki_timer_cancel(reki_rt_t *rt, reki_timer_t timer, void **msg)
         if (n->gen == gen && n->state == REKI__TNODE_PENDING) {
             reki__wheel_remove(&t->w, idx);
             proc_unlink(&t->w, idx);
-            n->gen++;
             m = n->msg;
             drop = n->proc->beh->drop;
             reki__wheel_free(&t->w, idx);

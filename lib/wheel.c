@@ -150,11 +150,19 @@ void reki__wheel_add(struct reki__wheel *w, uint32_t idx, uint64_t expires)
     w->pending++;
 }
 
+/* idx stops pending: its id is dead from here on. */
+static void take(struct reki__wheel *w, uint32_t idx)
+{
+    struct reki__tnode *n = reki__wheel_node(w, idx);
+    unlink_node(w, idx);
+    n->state = REKI__TNODE_TAKEN;
+    n->gen++;
+    w->pending--;
+}
+
 void reki__wheel_remove(struct reki__wheel *w, uint32_t idx)
 {
-    unlink_node(w, idx);
-    reki__wheel_node(w, idx)->state = REKI__TNODE_TAKEN;
-    w->pending--;
+    take(w, idx);
 }
 
 /* Re-file every node of one slot (they move to lower levels). */
@@ -186,10 +194,8 @@ size_t reki__wheel_advance(struct reki__wheel *w, uint64_t upto)
         struct reki__tnode *h = reki__wheel_node(w, head);
         while (h->next != head) {
             uint32_t idx = h->next;
-            unlink_node(w, idx);
-            reki__wheel_node(w, idx)->state = REKI__TNODE_TAKEN;
+            take(w, idx);
             link_tail(w, REKI__WHEEL_DUE, idx);
-            w->pending--;
             moved++;
         }
         w->now++;

@@ -66,14 +66,16 @@ struct reki__tnode *reki__wheel_node(struct reki__wheel *w, uint32_t idx);
 int reki__wheel_issued(const struct reki__wheel *w, uint32_t idx);
 /* A free node (its gen is that of its next arming), or 0 if out of memory. */
 uint32_t reki__wheel_alloc(struct reki__wheel *w);
-/* Give back a node taken off the wheel (its gen already moved on). */
+/* Give back a node taken off the wheel. */
 void reki__wheel_free(struct reki__wheel *w, uint32_t idx);
 /* File node idx, due at tick `expires` (a past tick: the next processed). */
 void reki__wheel_add(struct reki__wheel *w, uint32_t idx, uint64_t expires);
-/* Take idx off its slot (it must be on one). */
+/* Take idx off its slot (it must be on one): it stops pending (TAKEN) and
+ * its generation moves on, so its id names nothing any more. */
 void reki__wheel_remove(struct reki__wheel *w, uint32_t idx);
 /* Process every tick up to and including `upto`: cascades, and moves the
- * timers due onto the DUE list.  Returns how many were moved. */
+ * timers due onto the DUE list, taken as by reki__wheel_remove.  Returns
+ * how many were moved. */
 size_t reki__wheel_advance(struct reki__wheel *w, uint64_t upto);
 /* The first tick at which advancing can move a timer (or cascade one
  * closer): no pending timer expires before it.  UINT64_MAX if none. */
