@@ -172,14 +172,21 @@ static void run_idle(struct reki__proc *p)
     reki__rcu_read_unlock();
 }
 
-bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller)
+bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller,
+                           struct reki__env *kenv)
 {
     if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
-        if (p->beh->drop)
-            p->beh->drop(msg); /* dequeued after the exit: drop it, never handle it */
+        /* Dequeued after the exit: never handled.  By key, it goes to the
+         * key's next actor; otherwise to drop. */
+        if (kenv)
+            reki__mbox_leftover(kenv);
+        else if (p->beh->drop)
+            p->beh->drop(msg);
         reki__proc_finish(p);
         return false;
     }
+    reki__free(kenv);
+    p->idle_quiet = 0;
     /* reki_caller is the handled message's, for the handle only. */
     reki_pid_t prev = reki__tls_swap_caller(caller);
     reki_next_t next = p->beh->handle(p->state, msg, p->pid);
@@ -189,6 +196,27 @@ bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller)
     reki__proc_exit(p, next == REKI_STOP ? REKI_EXIT_NORMAL : REKI_EXIT_ABNORMAL);
     reki__proc_finish(p);
     return false;
+}
+
+bool reki__proc_idle_tick(struct reki__proc *p, uint32_t period)
+{
+    /* Runs between two handles, on the actor's own thread: a handle still
+     * running is activity by construction.  Two quiet ticks in a row (no
+     * handle since the previous one) and an empty mailbox: idle for at
+     * least one period, at most two, then it exits. */
+    if (p->idle_quiet < 2)
+        p->idle_quiet++;
+    if (p->idle_quiet >= 2 && atomic_load_explicit(&p->qlen, memory_order_relaxed) == 0 &&
+        reki__proc_exit(p, REKI_EXIT_IDLE)) {
+        reki__proc_finish(p);
+        return false;
+    }
+    reki__rcu_read_lock();
+    /* Out of memory: no more ticks, the actor stays until a later handle
+     * cannot re-arm either; never an exit by mistake. */
+    (void)reki__timer_idle(p, period);
+    reki__rcu_read_unlock();
+    return true;
 }
 
 void reki__proc_run(struct reki__proc *p)
@@ -210,14 +238,20 @@ static void run_batch(struct reki__proc *p)
         }
         void *msg;
         reki_pid_t caller;
-        int rc = reki__mbox_pop(p, &msg, &caller);
-        if (rc == 0) {
+        struct reki__env *kenv;
+        int rc = reki__mbox_pop(p, &msg, &caller, &kenv);
+        if (rc == REKI__POP_EMPTY) {
             run_idle(p);
             return;
         }
-        if (rc < 0)
+        if (rc == REKI__POP_BUSY)
             break; /* a sender is mid-enqueue: come back after others ran */
-        if (!reki__proc_handle_one(p, msg, caller))
+        if (rc == REKI__POP_IDLE) {
+            if (!reki__proc_idle_tick(p, (uint32_t)(uintptr_t)msg))
+                return;
+            continue;
+        }
+        if (!reki__proc_handle_one(p, msg, caller, kenv))
             return;
     }
     /* Still SCHEDULED: requeue for fairness.  The release store is for the

@@ -50,7 +50,10 @@ static int run_start(struct call *c, struct reki__entry *e)
     if (rc >= 0)
         rc = reki__entry_link(e, pid);
     if (rc < 0) {
-        reki__entry_release(e, rc); /* waiters share the error; the key is free */
+        reki__vkey_event(e, 0, REKI_EVENT_START_FAILED, rc);
+        /* Waiters share the error; messages queued by key meanwhile go to
+         * the registry's drop; the key is free. */
+        reki__entry_release(e, rc);
         return rc;
     }
     *c->out = pid;

@@ -26,13 +26,19 @@ static void dthread_loop(struct reki__proc *p)
         }
         void *msg;
         reki_pid_t caller;
-        int rc = reki__mbox_pop(p, &msg, &caller);
-        if (rc > 0) {
-            if (!reki__proc_handle_one(p, msg, caller))
+        struct reki__env *kenv;
+        int rc = reki__mbox_pop(p, &msg, &caller, &kenv);
+        if (rc == REKI__POP_MSG) {
+            if (!reki__proc_handle_one(p, msg, caller, kenv))
                 return;
             continue;
         }
-        if (rc < 0) {
+        if (rc == REKI__POP_IDLE) {
+            if (!reki__proc_idle_tick(p, (uint32_t)(uintptr_t)msg))
+                return;
+            continue;
+        }
+        if (rc == REKI__POP_BUSY) {
             sched_yield(); /* a sender is mid-enqueue */
             continue;
         }

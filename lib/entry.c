@@ -46,9 +46,7 @@ static void link_marked(struct reki__hook *h, reki_pid_t pid)
 
 static void link_exited(struct reki__hook *h, reki_pid_t pid, int reason)
 {
-    (void)pid;
-    (void)reason;
-    reki__entry_release(REKI__CONTAINER_OF(h, struct reki__entry, link), 0);
+    reki__vkey_exited(REKI__CONTAINER_OF(h, struct reki__entry, link), pid, reason);
 }
 
 struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_t keylen,
@@ -74,6 +72,15 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
     atomic_init(&e->waiters, 0);
     atomic_init(&e->outcome, 0);
     atomic_init(&e->queued, 0);
+    atomic_init(&e->plock.held, 0);
+    e->npend = 0;
+    __cds_wfcq_init(&e->pq_head, &e->pq_tail);
+    __cds_wfcq_init(&e->kq.lh, &e->kq.lt);
+    e->kq.nleft = 0;
+    e->restarts = 0;
+    e->window = 0;
+    atomic_init(&e->linking, NULL);
+    e->snext = NULL;
     /* release: readers find e through ck_ht (invisible to TSan) and
      * acquire-load word first: everything above happens-before their reads. */
     atomic_store_explicit(&e->word, REKI__E_STARTING, memory_order_release);
@@ -95,11 +102,15 @@ void reki__entry_changed(struct reki__entry *e)
 struct link_pub {
     struct reki__entry *e;
     reki_pid_t pid;
+    struct reki__proc *p;
+    bool was_empty; /* the key's queue went into an empty mailbox */
 };
 
+/* Under plock and the actor's lock. */
 static void link_publish(void *arg)
 {
     struct link_pub *lp = arg;
+    lp->was_empty = reki__vkey_splice(lp->e, lp->p);
     atomic_store_explicit(&lp->e->linked, lp->pid, memory_order_relaxed);
     atomic_store_explicit(&lp->e->owner, NULL, memory_order_relaxed);
     /* seq_cst: release for lookups' acquire of word (publishes linked too),
@@ -112,34 +123,55 @@ static void link_publish(void *arg)
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
 {
     reki_rt_t *rt = e->rt;
-    struct link_pub lp = {e, pid};
+    reki_registry_t *reg = e->reg;
+    struct link_pub lp = {e, pid, NULL, false};
     int rc = REKI_EDEAD;
+    /* The actor's EXITED waits until our STARTED is reported. */
+    if (reg->on_event)
+        atomic_store_explicit(&e->linking, reki__thread_token(), memory_order_relaxed);
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
-    if (p)
+    if (p) {
+        lp.p = p;
+        /* plock: no message by key is queued for the key between the
+         * splice and the publication of the pid. */
+        reki__spin_lock(&e->plock);
         rc = reki__proc_add_hook(p, &e->link, true, link_publish, &lp);
+        reki__spin_unlock(&e->plock);
+    }
     /* Waiters wake after the actor's spinlock is released (no system call
-     * under it); e is valid inside this read-side section even if the actor
-     * has exited and e was released meanwhile. */
-    if (rc == REKI_OK)
+     * under it); e and p are valid inside this read-side section even if
+     * the actor has exited and e was released meanwhile. */
+    if (rc == REKI_OK) {
+        if (lp.was_empty)
+            reki__proc_wake(p);
         reki__entry_changed(e);
+        reki__vkey_linked(e, p);
+    }
     reki__rcu_read_unlock();
+    if (reg->on_event) {
+        if (rc == REKI_OK)
+            reki__vkey_event(e, pid, REKI_EVENT_STARTED, 0);
+        /* release: the exit path's acquire sees the event done. */
+        atomic_store_explicit(&e->linking, NULL, memory_order_release);
+    }
     return rc;
 }
 
-void reki__entry_release(struct reki__entry *e, int outcome)
+/* The FREE store and its tail: the key may start again. */
+void reki__entry_free_word(struct reki__entry *e)
 {
-    reki_registry_t *reg = e->reg;
-    uint64_t gen = ++e->gen;
-    atomic_store_explicit(&e->outcome, outcome, memory_order_relaxed);
-    atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
-    reki__rcu_read_lock();
     /* seq_cst: the key is free from here on.  Release for outcome and gen
      * (the next claimer's CAS acquires them); seq_cst for the Dekker pair
      * with reki_registry_free's "closing; grace period; scan words". */
-    atomic_store_explicit(&e->word, REKI__E_FREE_BIT | (gen & REKI__E_GEN_MASK),
+    atomic_store_explicit(&e->word, REKI__E_FREE_BIT | (e->gen & REKI__E_GEN_MASK),
                           memory_order_seq_cst);
     REKI__YIELD();
+}
+
+void reki__entry_release_tail(struct reki__entry *e)
+{
+    reki_registry_t *reg = e->reg;
     reki__entry_changed(e);
     if (atomic_load_explicit(&reg->closing, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&reg->drain_seq, 1, memory_order_seq_cst);
@@ -147,7 +179,11 @@ void reki__entry_release(struct reki__entry *e, int outcome)
     } else {
         reki__reaper_note_free(reg, e);
     }
-    reki__rcu_read_unlock();
+}
+
+void reki__entry_release(struct reki__entry *e, int outcome)
+{
+    reki__vkey_release(e, outcome);
 }
 
 static void entry_rcu_cb(struct rcu_head *head)

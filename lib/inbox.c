@@ -188,12 +188,14 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
     reki_pid_t caller = 0;
     reki__tls_swap_caller(0);
     for (;;) {
-        int rc = reki__mbox_pop(in->p, msg, &caller);
-        if (rc > 0) {
+        int rc = reki__mbox_pop(in->p, msg, &caller, NULL);
+        if (rc == REKI__POP_MSG) {
             reki__tls_swap_caller(caller);
             return REKI_OK;
         }
-        if (rc < 0) {
+        if (rc == REKI__POP_IDLE)
+            continue; /* never armed on an inbox */
+        if (rc == REKI__POP_BUSY) {
             sched_yield(); /* a sender is mid-enqueue */
             continue;
         }
@@ -205,7 +207,7 @@ int reki_inbox_recv(reki_inbox_t *in, void **msg, int timeout_ms)
             return REKI_ETIMEDOUT;
         }
         if (inbox_sleep(in->p, deadline) == REKI_ETIMEDOUT) {
-            if (reki__mbox_pop(in->p, msg, &caller) <= 0)
+            if (reki__mbox_pop(in->p, msg, &caller, NULL) != REKI__POP_MSG)
                 return REKI_ETIMEDOUT;
             reki__tls_swap_caller(caller);
             return REKI_OK;

@@ -263,11 +263,15 @@ struct reki__proc {
     _Atomic int32_t reason; /* REKI__ALIVE, or the exit reason once exited */
     reki__spin_t lock;      /* exit transition, hook lists */
     uint8_t kind;
-    uint8_t no_terminate;   /* init failed: the actor never lived */
-    uint8_t free_on_finish; /* inbox: freed from its own exit path (a monitor) */
-    _Atomic uint32_t qlen;  /* messages queued and not yet taken */
-    uint32_t max_queue;     /* 0 = unbounded */
-    uint32_t timers;        /* pending timers' list (timer.c, under its lock) */
+    uint8_t no_terminate; /* init failed: the actor never lived */
+    union {
+        uint8_t free_on_finish; /* inbox: freed from its own exit path (a monitor) */
+        uint8_t idle_quiet;     /* light, dedicated: idle ticks since the last handle
+                                   (its consumer only) */
+    };
+    _Atomic uint32_t qlen; /* messages queued and not yet taken */
+    uint32_t max_queue;    /* 0 = unbounded */
+    uint32_t timers;       /* pending timers' list (timer.c, under its lock) */
     reki_pid_t pid;
     reki_rt_t *rt;
     const struct reki__beh *beh;
@@ -291,6 +295,39 @@ struct reki__proc {
 _Static_assert(sizeof(struct reki__proc) <= 104, "an idle light actor must fit 128 bytes");
 
 /* mailbox.c */
+/* A message in a mailbox, or in a registry key's queue between the key's
+ * actors.  `via` says how it came:
+ *   0                 reki_send, a timer;
+ *   a pid (bit 63 0)  reki_call: its reply address;
+ *   VIA_KEY | kq      reki_send_key to the key whose queue is kq; the low
+ *                     bits above the pointer say who owns the message: the
+ *                     queue (KEY), a consumer that took it (TAKEN), or the
+ *                     sender that took it back from a dead actor (GONE);
+ *   VIA_IDLE | ms     an idle tick (registry idle_ms): ms is its period.
+ * Pointers and the period stay below 2^57. */
+struct reki__env {
+    struct cds_wfcq_node node;
+    _Atomic(void *) msg;
+    _Atomic uint64_t via;
+};
+#define REKI__VIA_TAG (UINT64_C(1) << 63)
+#define REKI__VIA_KIND (UINT64_C(7) << 58)
+#define REKI__VIA_KEY (REKI__VIA_TAG | UINT64_C(1) << 58)
+#define REKI__VIA_TAKEN (REKI__VIA_TAG | UINT64_C(2) << 58)
+#define REKI__VIA_GONE (REKI__VIA_TAG | UINT64_C(3) << 58)
+#define REKI__VIA_IDLE (REKI__VIA_TAG | UINT64_C(4) << 58)
+#define REKI__VIA_LOW ((UINT64_C(1) << 58) - 1)
+
+/* The leftovers of a key's exiting actor: messages by key that its exit
+ * path found in the mailbox, in mailbox order.  Filled by that exit path
+ * alone (before its registry link's exited hook, which takes them); lives in
+ * the registry entry (registry.h), named by the envelopes. */
+struct reki__keyq {
+    struct __cds_wfcq_head lh;
+    struct cds_wfcq_tail lt;
+    uint32_t nleft;
+};
+
 /* Queue msg; returns REKI_OK, REKI_EFULL (at max_queue) or REKI_ENOMEM.
  * *was_empty tells whether the mailbox was empty before: the sender that
  * fills it schedules the proc. */
@@ -299,12 +336,25 @@ int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
  * handled) or a timer's delivery (bounded false: accepted at arming). */
 int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
                        bool *was_empty);
-/* 1 and *msg (and *caller, if not NULL: the reply address of a call, 0
- * for a send); 0 if empty; -1 if a sender is half-way through an enqueue. */
-int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller);
+/* Queue a ready envelope (by key, or an idle tick: not counted).  REKI_EFULL
+ * only when bounded and a counted message finds the mailbox at its bound. */
+int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool bounded, bool *was_empty);
+/* What reki__mbox_pop found. */
+enum { REKI__POP_BUSY = -1, REKI__POP_EMPTY = 0, REKI__POP_MSG = 1, REKI__POP_IDLE = 2 };
+/* The next message: MSG with *msg and *caller (0 for a send) and, if kenv
+ * is not NULL, *kenv = its envelope when it came by key (the caller frees
+ * it, or hands it to the key's leftovers with reki__mbox_leftover; others
+ * are freed here); IDLE (an idle tick, *msg = its period); EMPTY; BUSY (a
+ * sender is half-way through an enqueue).  A message by key taken back by
+ * its sender is skipped. */
+int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct reki__env **kenv);
 bool reki__mbox_empty(struct reki__proc *p);
-/* Hand every queued message to p->drop (or discard); returns how many. */
+/* Empty the mailbox: messages by key to their key's leftovers, idle ticks
+ * freed, the rest to p->drop (or discarded); returns how many dropped. */
 size_t reki__mbox_drain(struct reki__proc *p);
+/* A message by key taken by the exit path (kenv from reki__mbox_pop):
+ * append it to its key's leftovers. */
+void reki__mbox_leftover(struct reki__env *kenv);
 
 /* actor.c */
 /* The exit transition: atomically dead, early hooks.  False if already dead. */
@@ -319,7 +369,11 @@ int reki__proc_new(reki_rt_t *rt, const struct reki__beh *beh, void *arg, uint8_
 /* Make p's consumer look at its mailbox (IDLE -> SCHEDULED). */
 void reki__proc_wake(struct reki__proc *p);
 /* Handle one dequeued message; false once the actor has exited and finished. */
-bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller);
+bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller,
+                           struct reki__env *kenv);
+/* An idle tick was popped: exit (REKI_EXIT_IDLE) or re-arm.  false once
+ * the actor has exited and finished. */
+bool reki__proc_idle_tick(struct reki__proc *p, uint32_t period);
 /* Free p and its pid after a grace period (late messages go to drop). */
 void reki__proc_retire(struct reki__proc *p);
 /* Run queued messages of a light proc; called by a worker. */
@@ -431,6 +485,9 @@ void reki__timers_destroy(reki_rt_t *rt);
 /* The exit path: p's pending timers are cancelled, their messages dropped,
  * and p takes no new timer. */
 void reki__timers_close(struct reki__proc *p);
+/* Arm p's idle tick (ms from now); inside a read-side section that keeps p
+ * valid.  REKI_OK, REKI_EDEAD (p's timers closed) or REKI_ENOMEM. */
+int reki__timer_idle(struct reki__proc *p, uint32_t ms);
 
 /* behavior.c */
 /* The runtime's copy of b's functions (b NULL: none); NULL if out of memory. */

@@ -12,60 +12,104 @@
  * qlen counts messages queued and not yet taken (reki_mailbox_len, and the
  * bound of reki_spawn_opts_t.max_queue): a sender reserves its place with
  * one fetch_add before the enqueue and gives it back if over the bound; the
- * consumer decrements after each dequeue.
+ * consumer decrements after each dequeue.  Idle ticks are not counted.
+ *
+ * Messages by key (reki_send_key) have one more owner to settle: a sender
+ * that finds the actor dead after its enqueue takes the message back (CAS
+ * KEY -> GONE on `via`) to queue it for the key's next actor, while the
+ * consumer or the exit path takes it with CAS KEY -> TAKEN.  Exactly one
+ * CAS wins; a GONE envelope is skipped and freed by whoever dequeues it.
  */
 #include "internal.h"
-
-struct envelope {
-    struct cds_wfcq_node node;
-    _Atomic(void *) msg;
-    reki_pid_t caller; /* reki_call's reply address, or 0 (same malloc size class) */
-};
 
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
 {
     return reki__mbox_push_ex(p, msg, 0, true, was_empty);
 }
 
-int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
-                       bool *was_empty)
+static bool counted(uint64_t via)
+{
+    return (via & REKI__VIA_KIND) != (REKI__VIA_IDLE & REKI__VIA_KIND) || !(via & REKI__VIA_TAG);
+}
+
+int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool bounded, bool *was_empty)
 {
     /* Counted before the enqueue, so the consumer's decrement never comes
      * first; a bounded mailbox refuses past its bound (the increment is the
      * reservation, given back on refusal). */
-    uint32_t n = atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
-    if (bounded && p->max_queue && n >= p->max_queue) {
-        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-        return REKI_EFULL;
-    }
-    struct envelope *e = reki__malloc(sizeof(*e));
-    if (!e) {
-        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-        return REKI_ENOMEM;
+    if (counted(atomic_load_explicit(&e->via, memory_order_relaxed))) {
+        uint32_t n = atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+        if (bounded && p->max_queue && n >= p->max_queue) {
+            atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+            return REKI_EFULL;
+        }
     }
     cds_wfcq_node_init(&e->node);
-    e->caller = caller;
-    /* release: pairs with the acquire in reki__mbox_pop. */
-    atomic_store_explicit(&e->msg, msg, memory_order_release);
-    /* cds_wfcq_enqueue returns false when the queue was empty before. */
+    /* cds_wfcq_enqueue returns false when the queue was empty before.  Its
+     * exchange on the tail is a full barrier (urcu's uatomic_xchg). */
     *was_empty = !cds_wfcq_enqueue(&p->mq_head, &p->mq_tail, &e->node);
     return REKI_OK;
 }
 
-int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller)
+int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
+                       bool *was_empty)
 {
-    struct cds_wfcq_node *n = __cds_wfcq_dequeue_nonblocking(&p->mq_head, &p->mq_tail);
-    if (n == NULL)
-        return 0;
-    if (n == CDS_WFCQ_WOULDBLOCK)
-        return -1;
-    struct envelope *e = REKI__CONTAINER_OF(n, struct envelope, node);
-    *msg = atomic_load_explicit(&e->msg, memory_order_acquire);
-    if (caller)
-        *caller = e->caller;
-    reki__free(e);
-    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-    return 1;
+    struct reki__env *e = reki__malloc(sizeof(*e));
+    if (!e)
+        return REKI_ENOMEM;
+    atomic_init(&e->via, caller);
+    /* release: pairs with the acquire in reki__mbox_pop. */
+    atomic_store_explicit(&e->msg, msg, memory_order_release);
+    int rc = reki__mbox_push_env(p, e, bounded, was_empty);
+    if (rc != REKI_OK)
+        reki__free(e);
+    return rc;
+}
+
+int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct reki__env **kenv)
+{
+    for (;;) {
+        struct cds_wfcq_node *n = __cds_wfcq_dequeue_nonblocking(&p->mq_head, &p->mq_tail);
+        if (n == NULL)
+            return REKI__POP_EMPTY;
+        if (n == CDS_WFCQ_WOULDBLOCK)
+            return REKI__POP_BUSY;
+        struct reki__env *e = REKI__CONTAINER_OF(n, struct reki__env, node);
+        void *m = atomic_load_explicit(&e->msg, memory_order_acquire);
+        uint64_t via = atomic_load_explicit(&e->via, memory_order_relaxed);
+        if (!(via & REKI__VIA_TAG)) {
+            reki__free(e);
+            atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+            *msg = m;
+            if (caller)
+                *caller = via;
+            if (kenv)
+                *kenv = NULL;
+            return REKI__POP_MSG;
+        }
+        if ((via & REKI__VIA_KIND) == (REKI__VIA_IDLE & REKI__VIA_KIND)) {
+            reki__free(e);
+            *msg = (void *)(uintptr_t)(via & REKI__VIA_LOW);
+            return REKI__POP_IDLE;
+        }
+        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+        uint64_t key = (via & REKI__VIA_LOW) | REKI__VIA_KEY;
+        /* acq_rel: against the sender's take-back CAS (GONE). */
+        if (!atomic_compare_exchange_strong_explicit(&e->via, &key,
+                                                     (via & REKI__VIA_LOW) | REKI__VIA_TAKEN,
+                                                     memory_order_acq_rel, memory_order_acquire)) {
+            reki__free(e); /* its sender took it back: it went to the key */
+            continue;
+        }
+        *msg = m;
+        if (caller)
+            *caller = 0;
+        if (kenv)
+            *kenv = e;
+        else
+            reki__free(e);
+        return REKI__POP_MSG;
+    }
 }
 
 bool reki__mbox_empty(struct reki__proc *p)
@@ -73,18 +117,36 @@ bool reki__mbox_empty(struct reki__proc *p)
     return cds_wfcq_empty(&p->mq_head, &p->mq_tail);
 }
 
+void reki__mbox_leftover(struct reki__env *kenv)
+{
+    uint64_t via = atomic_load_explicit(&kenv->via, memory_order_relaxed);
+    struct reki__keyq *kq = (struct reki__keyq *)(uintptr_t)(via & REKI__VIA_LOW);
+    /* Back to KEY: it is the key's queue's again. */
+    atomic_store_explicit(&kenv->via, (via & REKI__VIA_LOW) | REKI__VIA_KEY, memory_order_relaxed);
+    cds_wfcq_node_init(&kenv->node);
+    cds_wfcq_enqueue(&kq->lh, &kq->lt, &kenv->node);
+    kq->nleft++;
+}
+
 size_t reki__mbox_drain(struct reki__proc *p)
 {
     size_t n = 0;
     for (;;) {
         void *msg;
-        int rc = reki__mbox_pop(p, &msg, NULL);
-        if (rc == 0)
+        struct reki__env *kenv;
+        int rc = reki__mbox_pop(p, &msg, NULL, &kenv);
+        if (rc == REKI__POP_EMPTY)
             return n;
-        if (rc < 0) {
+        if (rc == REKI__POP_BUSY) {
             /* A sender is between its tail exchange and its link store: it
              * is running (or preempted) and will finish in a few cycles. */
             sched_yield();
+            continue;
+        }
+        if (rc == REKI__POP_IDLE)
+            continue;
+        if (kenv) {
+            reki__mbox_leftover(kenv);
             continue;
         }
         if (p->beh->drop)

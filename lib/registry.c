@@ -23,12 +23,34 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
 {
     if (!rt || !out)
         return REKI_EINVAL;
+    reki_registry_opts_t o = {0};
+    if (opts)
+        o = *opts;
+    if (o.restart < REKI_RESTART_TEMPORARY || o.restart > REKI_RESTART_PERMANENT ||
+        (o.restart != REKI_RESTART_TEMPORARY && !o.start))
+        return REKI_EINVAL;
     reki_registry_t *reg = reki__calloc(1, sizeof(*reg));
     if (!reg)
         return REKI_ENOMEM;
     reg->rt = rt;
-    int rc = reki__table_init(reg, opts ? opts->capacity : 0);
+    reg->start = o.start;
+    reg->start_arg = o.start_arg;
+    reg->idle_period = o.idle_ms ? o.idle_ms / 2 + (o.idle_ms & 1) : 0;
+    reg->restart = o.restart;
+    reg->max_restarts = o.max_restarts ? o.max_restarts : 3;
+    reg->restart_period_ms = o.restart_period_ms ? o.restart_period_ms : 5000;
+    reg->drop = o.drop;
+    reg->on_event = o.on_event;
+    reg->event_arg = o.event_arg;
+    atomic_init(&reg->await_seq, 0);
+    atomic_init(&reg->awaiters, 0);
+    int rc = reki__table_init(reg, o.capacity);
     if (rc != REKI_OK) {
+        reki__free(reg);
+        return rc;
+    }
+    if (o.start && (rc = reki__starter_new(reg)) != REKI_OK) {
+        reki__table_destroy(reg);
         reki__free(reg);
         return rc;
     }
@@ -50,6 +72,7 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
         reki__list_add(&rt->registries, &reg->node);
     pthread_mutex_unlock(&rt->objs_lock);
     if (closed) {
+        reki__starter_free(reg);
         reki__reaper_destroy(reg);
         pthread_mutex_destroy(&reg->wlock);
         reki__table_destroy(reg);
@@ -102,6 +125,11 @@ static bool stop_all(reki_registry_t *reg)
 static void registry_destroy(reki_registry_t *reg)
 {
     atomic_store_explicit(&reg->closing, 1, memory_order_seq_cst);
+    /* reki_await callers return REKI_ESHUTDOWN; wait until they have left. */
+    atomic_fetch_add_explicit(&reg->await_seq, 1, memory_order_seq_cst);
+    reki__futex_wake(&reg->await_seq, INT32_MAX);
+    while (atomic_load_explicit(&reg->awaiters, memory_order_acquire) > 0)
+        sched_yield();
     /* Every claim that did not see closing has made its CAS or insert, and
      * every reaper step that did not see it has ended. */
     reki__rcu_synchronize();
@@ -119,6 +147,7 @@ static void registry_destroy(reki_registry_t *reg)
      * barrier. */
     reki__rcu_synchronize();
     reki__rcu_barrier();
+    reki__starter_free(reg); /* no start is queued or running: every entry is FREE */
     for (struct reki__list *l = reg->all.next, *next; l != &reg->all; l = next) {
         next = l->next;
         reki__free(REKI__CONTAINER_OF(l, struct reki__entry, all));

@@ -53,6 +53,19 @@ struct reki__entry {
     _Atomic int outcome;      /* why the last start failed, or 0 */
     _Atomic uint8_t queued;   /* on the reaper's queue */
     uint32_t keylen;
+    /* Virtual actors (vkey.c).  The key's queue: messages by key waiting
+     * for the key's next actor, under plock, taken only by the holder (the
+     * link splices it into the new actor's mailbox; a settle drops it).
+     * plock also orders each store of word that decides who takes it. */
+    reki__spin_t plock;
+    uint32_t npend; /* under plock */
+    struct __cds_wfcq_head pq_head;
+    struct cds_wfcq_tail pq_tail;
+    struct reki__keyq kq;          /* leftovers of the exiting actor (its exit path) */
+    uint32_t restarts;             /* counted in the window (holder only) */
+    uint64_t window;               /* ms when the window opened (holder only) */
+    _Atomic(const void *) linking; /* token of the thread about to report STARTED */
+    struct reki__entry *snext;     /* the start threads' queue */
     /* A state above, or the pid of a live actor: the exit transition moves it
      * to EXITING before the pid slot dies, so a pid read here was alive. */
     _Atomic uint64_t word;
@@ -94,6 +107,19 @@ struct reki_registry {
     struct __cds_wfcq_head rq_head;
     struct cds_wfcq_tail rq_tail;
     struct reki__list node; /* rt->registries */
+    /* Virtual actors (vkey.c, starter.c). */
+    reki_start_fn start;
+    void *start_arg;
+    uint32_t idle_period; /* ms between idle ticks: idle_ms / 2 rounded up; 0 none */
+    int restart;
+    uint32_t max_restarts, restart_period_ms;
+    void (*drop)(void *msg);
+    void (*on_event)(const void *key, size_t keylen, reki_pid_t pid, int event, int detail,
+                     void *arg);
+    void *event_arg;
+    struct reki__starter *starter; /* NULL without start */
+    _Atomic uint32_t await_seq;    /* futex: bumped at links while awaiters > 0 */
+    _Atomic uint32_t awaiters;     /* reki_await calls waiting */
 };
 
 static inline bool reki__word_is_pid(uint64_t w)
@@ -177,10 +203,42 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
 /* STARTING or EXITING -> FREE(gen + 1) with outcome, then wake waiters and
  * let the reaper see it.  Called by the entry's holder, with no lock held. */
 void reki__entry_release(struct reki__entry *e, int outcome);
+/* Under plock, inside a read-side section, by the holder: store FREE(gen)
+ * (gen and outcome already written). */
+void reki__entry_free_word(struct reki__entry *e);
+/* After that store, still inside the read-side section: wake waiters, let
+ * the reaper or a closing registry see it. */
+void reki__entry_release_tail(struct reki__entry *e);
 /* Wake whoever waits on e after its word changed. */
 void reki__entry_changed(struct reki__entry *e);
 /* After a grace period and once no hazard pointer names e: free it. */
 void reki__entry_retire(struct reki__entry *e);
+
+/* ------------------------------------------------------------- vkey.c -- */
+
+/* Report an event, if the registry has on_event. */
+void reki__vkey_event(struct reki__entry *e, reki_pid_t pid, int event, int detail);
+/* Under plock, inside the actor's lock (link_publish): move the key's queue
+ * into p's mailbox ahead of anything sent after; true if it was empty. */
+bool reki__vkey_splice(struct reki__entry *e, struct reki__proc *p);
+/* After a link: wake reki_await callers, arm the idle tick. */
+void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p);
+/* The holder gives e up: messages waiting for the key go to the registry's
+ * drop, then e goes FREE with outcome. */
+void reki__vkey_release(struct reki__entry *e, int outcome);
+/* The exited hook of a link: leftovers, restart or not, release. */
+void reki__vkey_exited(struct reki__entry *e, reki_pid_t pid, int reason);
+/* On a start thread: start e (held, STARTING) with the registry's start. */
+void reki__vkey_run_start(struct reki__entry *e);
+
+/* ---------------------------------------------------------- starter.c -- */
+
+#define REKI__STARTERS_MAX 16
+int reki__starter_new(reki_registry_t *reg);
+/* Queue a start of e (held, STARTING); never fails once the pool exists. */
+void reki__starter_push(reki_registry_t *reg, struct reki__entry *e);
+/* No start is queued or running any more: join the threads, free. */
+void reki__starter_free(reki_registry_t *reg);
 
 /* ----------------------------------------------------------- reaper.c -- */
 

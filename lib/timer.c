@@ -97,9 +97,22 @@ static uint64_t next_wake(struct reki__timers *t, uint64_t now, uint64_t linger_
     return reki__wheel_next(&t->w);
 }
 
-static void deliver(struct reki__proc *p, void *msg)
+static void deliver(struct reki__proc *p, void *msg, bool idle)
 {
     bool was_empty;
+    if (idle) {
+        /* An idle tick: the proc's own business, never counted, never
+         * dropped.  Out of memory: the actor just stays (no later tick). */
+        struct reki__env *e = reki__malloc(sizeof(*e));
+        if (!e)
+            return;
+        atomic_init(&e->msg, NULL);
+        atomic_init(&e->via, REKI__VIA_IDLE | (uint64_t)(uintptr_t)msg);
+        reki__mbox_push_env(p, e, false, &was_empty);
+        if (was_empty)
+            reki__proc_wake(p);
+        return;
+    }
     /* Accepted at arming: the bound does not apply, and an envelope that
      * cannot be allocated now is retried (it delays, never loses). */
     while (reki__mbox_push_ex(p, msg, 0, false, &was_empty) == REKI_ENOMEM) {
@@ -146,7 +159,7 @@ static void *timer_main(void *arg)
         /* Ours now: read without the lock (nodes never move). */
         for (idx = first; idx; idx = reki__wheel_node(&t->w, idx)->next) {
             struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-            deliver(n->proc, n->msg);
+            deliver(n->proc, n->msg, n->idle);
         }
         reki__rcu_read_unlock();
         if (first) {
@@ -247,7 +260,7 @@ void reki__timers_close(struct reki__proc *p)
     /* Ours now (off the wheel, ids dead): drop outside the lock. */
     for (uint32_t idx = first; idx; idx = reki__wheel_node(&t->w, idx)->pnext) {
         struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-        if (p->beh->drop)
+        if (!n->idle && p->beh->drop)
             p->beh->drop(n->msg);
     }
     reki__spin_lock(&t->lock);
@@ -261,6 +274,51 @@ void reki__timers_close(struct reki__proc *p)
 
 /* ------------------------------------------------------------- public -- */
 
+/* Arm a timer on p (inside the caller's read-side section); lock taken. */
+static int arm(struct reki__timers *t, struct reki__proc *p, void *msg, uint32_t ms, bool idle,
+               reki_timer_t *out)
+{
+    /* Tick k is processed no earlier than k ms after the epoch: the first
+     * tick at or after now + ms. */
+    uint64_t expires = (now_ns(t) + (uint64_t)ms * 1000000 + 999999) / 1000000;
+    int rc = REKI_EDEAD;
+    bool wake = false;
+    reki__spin_lock(&t->lock);
+    if (!(p->timers & CLOSED)) {
+        uint32_t idx = reki__wheel_alloc(&t->w);
+        if (!idx) {
+            rc = REKI_ENOMEM;
+        } else {
+            struct reki__tnode *n = reki__wheel_node(&t->w, idx);
+            n->msg = msg;
+            n->proc = p;
+            n->idle = idle;
+            n->pprev = 0;
+            n->pnext = p->timers;
+            if (p->timers)
+                reki__wheel_node(&t->w, p->timers)->pprev = idx;
+            p->timers = idx;
+            reki__wheel_add(&t->w, idx, expires);
+            *out = ((uint64_t)n->gen << 32 | idx) ^ t->key;
+            if (expires < t->sleep_until) {
+                t->sleep_until = 0; /* woken once: it recomputes */
+                wake = true;
+            }
+            rc = REKI_OK;
+        }
+    }
+    reki__spin_unlock(&t->lock);
+    if (wake)
+        wake_thread(t);
+    return rc;
+}
+
+int reki__timer_idle(struct reki__proc *p, uint32_t ms)
+{
+    reki_timer_t id;
+    return arm(p->rt->timers, p, (void *)(uintptr_t)ms, ms, true, &id);
+}
+
 int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms, reki_timer_t *out)
 {
     if (!rt)
@@ -273,44 +331,13 @@ int reki_send_after(reki_rt_t *rt, reki_pid_t to, void *msg, uint32_t ms, reki_t
     }
     if (atomic_load_explicit(&rt->shutdown, memory_order_acquire))
         return REKI_ESHUTDOWN;
-    struct reki__timers *t = rt->timers;
-    /* Tick k is processed no earlier than k ms after the epoch: the first
-     * tick at or after now + ms. */
-    uint64_t expires = (now_ns(t) + (uint64_t)ms * 1000000 + 999999) / 1000000;
     int rc = REKI_EDEAD;
     reki_timer_t id = 0;
-    bool wake = false;
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, to);
-    if (p && p->kind != REKI__CALLER) {
-        reki__spin_lock(&t->lock);
-        if (!(p->timers & CLOSED)) {
-            uint32_t idx = reki__wheel_alloc(&t->w);
-            if (!idx) {
-                rc = REKI_ENOMEM;
-            } else {
-                struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-                n->msg = msg;
-                n->proc = p;
-                n->pprev = 0;
-                n->pnext = p->timers;
-                if (p->timers)
-                    reki__wheel_node(&t->w, p->timers)->pprev = idx;
-                p->timers = idx;
-                reki__wheel_add(&t->w, idx, expires);
-                id = ((uint64_t)n->gen << 32 | idx) ^ t->key;
-                if (expires < t->sleep_until) {
-                    t->sleep_until = 0; /* woken once: it recomputes */
-                    wake = true;
-                }
-                rc = REKI_OK;
-            }
-        }
-        reki__spin_unlock(&t->lock);
-    }
+    if (p && p->kind != REKI__CALLER)
+        rc = arm(rt->timers, p, msg, ms, false, &id);
     reki__rcu_read_unlock();
-    if (wake)
-        wake_thread(t);
     if (rc == REKI_OK && out)
         *out = id;
     return rc;
@@ -334,7 +361,7 @@ int reki_timer_cancel(reki_rt_t *rt, reki_timer_t timer, void **msg)
         rc = REKI_EINVAL; /* never an id of this runtime */
     } else {
         struct reki__tnode *n = reki__wheel_node(&t->w, idx);
-        if (n->gen == gen && n->state == REKI__TNODE_PENDING) {
+        if (n->gen == gen && n->state == REKI__TNODE_PENDING && !n->idle) {
             reki__wheel_remove(&t->w, idx);
             proc_unlink(&t->w, idx);
             m = n->msg;

@@ -44,7 +44,8 @@ struct reki__tnode {
     uint32_t next, prev;   /* wheel slot or due list; next links the free list */
     uint32_t pnext, pprev; /* the target's list of pending timers; 0 ends it */
     uint32_t gen;          /* of the current (or next) arming; below 2^31 */
-    uint32_t state;        /* REKI__TNODE_FREE, _PENDING (on the wheel) or _TAKEN */
+    uint16_t state;        /* REKI__TNODE_FREE, _PENDING (on the wheel) or _TAKEN */
+    uint16_t idle;         /* an idle tick (timer.c): msg is its period, not a message */
     uint64_t expires;      /* tick */
     void *msg;
     struct reki__proc *proc;

@@ -140,7 +140,8 @@ enum {
     REKI_EXIT_NORMAL = 0,   /* handle returned REKI_STOP */
     REKI_EXIT_ABNORMAL = 1, /* handle returned REKI_CRASH */
     REKI_EXIT_KILLED = 2,   /* reki_kill */
-    REKI_EXIT_SHUTDOWN = 3  /* reki_stop, reki_registry_free, reki_rt_free */
+    REKI_EXIT_SHUTDOWN = 3, /* reki_stop, reki_registry_free, reki_rt_free */
+    REKI_EXIT_IDLE = 4      /* passivated after its registry's idle_ms */
 };
 
 typedef struct reki_behavior {
@@ -419,24 +420,72 @@ REKI_API void reki_inbox_free(reki_inbox_t *in);
 
 typedef struct reki_registry reki_registry_t;
 
+/* A start function: 0 (or any value >= 0) and *out = a live pid, or a negative
+ * error that reki_lookup_or_start returns to its caller and to its waiters. */
+typedef int (*reki_start_fn)(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
+                             reki_pid_t *out);
+
+/* Restart policies (reki_registry_opts_t.restart), as in OTP. */
+enum {
+    REKI_RESTART_TEMPORARY = 0, /* never restarted */
+    REKI_RESTART_TRANSIENT = 1, /* restarted after REKI_EXIT_ABNORMAL */
+    REKI_RESTART_PERMANENT = 2  /* restarted after REKI_EXIT_NORMAL or ABNORMAL */
+};
+
+/* Events (reki_registry_opts_t.on_event). */
+enum {
+    REKI_EVENT_STARTED = 1,      /* detail 0: pid now registered under key */
+    REKI_EVENT_EXITED = 2,       /* detail = exit reason; after terminate returned */
+    REKI_EVENT_START_FAILED = 3, /* detail = start's error (or REKI_EDEAD); pid 0 */
+    REKI_EVENT_GAVE_UP = 4       /* detail = restarts counted; pid = the last actor */
+};
+
+/*
+ * Registry options.  A zeroed struct (or NULL) is a plain registry: no start
+ * of its own, no passivation, no restarts.  Fields after capacity make it a
+ * registry of virtual actors (reki_send_key): see below and docs/design.md.
+ */
 typedef struct reki_registry_opts {
-    size_t capacity; /* expected number of keys (a hint); 0 = 64; at most
+    size_t capacity;            /* expected number of keys (a hint); 0 = 64; at most
                         REKI_REGISTRY_CAPACITY_MAX, else REKI_EINVAL */
+    reki_start_fn start;        /* the registry's start (reki_send_key, restarts,
+                            leftovers); NULL: reki_send_key is REKI_EINVAL */
+    void *start_arg;            /* its arg */
+    uint32_t idle_ms;           /* 0 = never.  An actor registered here (by any start)
+                            that has handled no message and had none queued
+                            for idle_ms exits with REKI_EXIT_IDLE: it is
+                            checked every idle_ms / 2 (rounded up), so it exits
+                            between idle_ms and 1.5 x idle_ms (plus a tick)
+                            after its last handle.  A handle still running is
+                            activity; pending timers are not (they end with the
+                            actor, to its drop).  Inboxes never idle. */
+    int restart;                /* REKI_RESTART_*; other values: REKI_EINVAL.  Never
+                            after KILLED, SHUTDOWN, IDLE or reki_stop.  Needs
+                            start (else REKI_EINVAL unless TEMPORARY). */
+    uint32_t max_restarts;      /* intensity: more than max_restarts restarts of */
+    uint32_t restart_period_ms; /* one key within the period and the key is given
+                                   up.  0 = default: 3, 5000 ms.  The period is a
+                                   window that opens at the first restart counted
+                                   in it. */
+    void (*drop)(void *msg);    /* messages by key that no actor of the key can take;
+                                NULL: such messages are discarded (they remain
+                                the caller's memory) */
+    void (*on_event)(const void *key, size_t keylen, reki_pid_t pid, int event, int detail,
+                     void *arg); /* optional; REKI_EVENT_*, see reki_send_key */
+    void *event_arg;
 } reki_registry_opts_t;
 
 /* The largest capacity hint reki_registry_new accepts: the most actors one
  * runtime can hold (2^26). */
 #define REKI_REGISTRY_CAPACITY_MAX ((size_t)1 << 26)
 
-/* A start function: 0 (or any value >= 0) and *out = a live pid, or a negative
- * error that reki_lookup_or_start returns to its caller and to its waiters. */
-typedef int (*reki_start_fn)(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                             reki_pid_t *out);
-
 /*
  * reki_registry_new: create an empty registry of actors of rt.
  * Returns: REKI_OK and *out; REKI_EINVAL (rt or out NULL, capacity over
- *   REKI_REGISTRY_CAPACITY_MAX); REKI_ENOMEM; REKI_ESHUTDOWN.
+ *   REKI_REGISTRY_CAPACITY_MAX, an unknown restart policy, a restart policy
+ *   other than TEMPORARY without start); REKI_ENOMEM; REKI_ESHUTDOWN; an
+ *   error of pthread_create as REKI_ENOMEM (a registry with start has one
+ *   thread for starts from the beginning).
  * Keys are hashed with SipHash-1-3 under a random key of this registry (from
  *   getrandom), so clients that choose keys cannot make them collide.
  * Thread-safety: MT-safe.  Lifetime: free with reki_registry_free (or rt_free).
@@ -540,6 +589,73 @@ REKI_API int reki_registry_stats(const reki_registry_t *reg, reki_registry_stats
 REKI_API int reki_foreach(reki_registry_t *reg,
                           int (*fn)(const void *key, size_t keylen, reki_pid_t pid, void *arg),
                           void *arg);
+
+/* ------------------------------------------------------- virtual actors -- */
+
+/*
+ * reki_send_key: deliver msg to the actor under key, starting one with the
+ * registry's start if there is none.
+ *
+ * Never waits for a start or an exit: while the key's actor is starting,
+ * restarting or exiting, msg is queued for the key (the key's queue) and
+ * handed to the actor that comes next.  Starts (and restarts) for
+ * reki_send_key run on the registry's start threads (up to 16, made as
+ * needed, kept until reki_registry_free): a slow start delays neither the
+ * sender nor other keys, unless 16 starts block at once.
+ *
+ * Nothing is lost: a message accepted (REKI_OK) is handled exactly once by
+ * one of the key's actors, messages from one sender in the order sent,
+ * across any number of the key's actors stopping (REKI_STOP, REKI_CRASH,
+ * idle_ms) and starting.  What an actor left unhandled in its mailbox at its
+ * exit goes to the next actor of the key before newer messages; if no
+ * restart policy or new message brings that actor, the registry starts it at
+ * once for them.  The key's queue is unbounded; its messages go into the new
+ * actor's mailbox, past any max_queue bound, before the actor is registered.
+ * Only when the key cannot be started (start failed, intensity exceeded), the
+ * registry or runtime is freed, or reki_stop / reki_kill ended the actor
+ * (then the messages it left in its mailbox) do messages by key go to the
+ * registry's drop, each once.  Messages queued for the key while such an
+ * actor was exiting go to a new actor.
+ *
+ * Returns: REKI_OK (also when the start then fails: the message goes to the
+ *   registry's drop); REKI_EINVAL (reg or key NULL, bad keylen, the registry
+ *   has no start); REKI_ENOMEM; REKI_EFULL (the live actor's mailbox is at
+ *   its bound; msg is still the caller's); REKI_ESHUTDOWN.
+ * An inbox registered under key receives msg as from reki_send (its drop
+ *   gets what it never received).  Messages sent by pid keep their semantics:
+ *   dropped with the actor at its exit.
+ * Thread-safety: MT-safe; takes no lock on a live key (one hash probe and a
+ *   send).  From inside start for the same key it queues (no deadlock).
+ */
+REKI_API int reki_send_key(reki_registry_t *reg, const void *key, size_t keylen, void *msg);
+
+/*
+ * reki_await: wait until a live actor is registered under key, without
+ * starting one.
+ * Returns: REKI_OK and *out; REKI_ETIMEDOUT (timeout_ms, -1 = forever, 0 =
+ *   just look); REKI_ESHUTDOWN (the registry is being freed); REKI_EINVAL.
+ * Thread-safety: MT-safe; blocks the calling thread (from a light actor it
+ *   occupies the worker, like reki_call).
+ */
+REKI_API int reki_await(reki_registry_t *reg, const void *key, size_t keylen, int timeout_ms,
+                        reki_pid_t *out);
+
+/*
+ * Events, delivered to on_event synchronously on the thread where they
+ * happen, each exactly once, for every actor registered in the registry
+ * however it was started (reki_send_key, reki_lookup_or_start, a restart),
+ * all before reki_registry_free returns:
+ *   STARTED       on the starting thread, after the pid is registered; the
+ *                 actor's EXITED event waits for it, so STARTED comes first;
+ *   EXITED        on the actor's own thread, after terminate returned and
+ *                 before the key can start again;
+ *   START_FAILED  on the starting thread (start's error, or REKI_EDEAD if it
+ *                 returned a dead pid);
+ *   GAVE_UP       on the exiting actor's thread, after its EXITED.
+ * The callback must not block (reki_await on its own key would) and must not
+ * call *_free.  reki_send_key is fine; reki_lookup_or_start of the event's
+ * own key from EXITED or START_FAILED returns REKI_EDEADLK.
+ */
 
 #ifdef __cplusplus
 }
