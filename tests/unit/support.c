@@ -91,7 +91,7 @@ void probe_reset(struct probe *p)
 
 void probe_note_reason(atomic_long *by_reason, struct probe *p, int reason)
 {
-    if (reason < 0 || reason > 3)
+    if (reason < 0 || reason > 4)
         atomic_fetch_add(&p->bad_reasons, 1);
     else
         atomic_fetch_add(&by_reason[reason], 1);

@@ -52,12 +52,12 @@ void t_backoff(unsigned *polls);
 struct probe {
     atomic_long inits;
     atomic_long terminates;
-    atomic_long reasons[4];  /* terminates per REKI_EXIT_* */
-    atomic_long bad_reasons; /* terminates or downs with a reason outside 0..3 */
+    atomic_long reasons[5];  /* terminates per REKI_EXIT_* */
+    atomic_long bad_reasons; /* terminates or downs with a reason outside 0..4 */
     atomic_long handled;
     atomic_long dropped;
     atomic_long downs; /* monitor calls */
-    atomic_long down_reasons[4];
+    atomic_long down_reasons[5];
     atomic_long violations; /* anything a callback found wrong */
 };
 
