@@ -14,11 +14,13 @@
  * one fetch_add before the enqueue and gives it back if over the bound; the
  * consumer decrements after each dequeue.  Idle ticks are not counted.
  *
- * Messages by key (reki_send_key) have one more owner to settle: a sender
- * that finds the actor dead after its enqueue takes the message back (CAS
- * KEY -> GONE on `via`) to queue it for the key's next actor, while the
- * consumer or the exit path takes it with CAS KEY -> TAKEN.  Exactly one
- * CAS wins; a GONE envelope is skipped and freed by whoever dequeues it.
+ * Messages by key (reki_send_key) sent to a live actor have one more owner
+ * to settle: a sender that finds the actor dead after its enqueue takes the
+ * message back (CAS KEY -> GONE on `via`) to queue it for the key's next
+ * actor, while the consumer or the exit path takes it with CAS KEY -> TAKEN.
+ * Exactly one CAS wins; a GONE envelope is skipped and freed by whoever
+ * dequeues it.  TAKEN is final: leftovers and messages that came through
+ * the key's queue are TAKEN, and no sender can take them back.
  */
 #include "internal.h"
 
@@ -93,14 +95,21 @@ int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct 
             return REKI__POP_IDLE;
         }
         atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-        uint64_t key = (via & REKI__VIA_LOW) | REKI__VIA_KEY;
-        /* acq_rel: against the sender's take-back CAS (GONE). */
-        if (!atomic_compare_exchange_strong_explicit(&e->via, &key,
-                                                     (via & REKI__VIA_LOW) | REKI__VIA_TAKEN,
-                                                     memory_order_acq_rel, memory_order_acquire)) {
-            reki__free(e); /* its sender took it back: it went to the key */
+        uint64_t kind = via & ~REKI__VIA_LOW;
+        if (kind == REKI__VIA_KEY) {
+            /* Sent to this actor directly: settle it against its sender's
+             * take-back.  acq_rel: against the sender's CAS (GONE). */
+            if (!atomic_compare_exchange_strong_explicit(
+                    &e->via, &via, (via & REKI__VIA_LOW) | REKI__VIA_TAKEN, memory_order_acq_rel,
+                    memory_order_acquire)) {
+                reki__free(e); /* its sender took it back: it went to the key */
+                continue;
+            }
+        } else if (kind != REKI__VIA_TAKEN) {
+            reki__free(e); /* GONE: taken back by its sender */
             continue;
         }
+        /* TAKEN: ours (came through the key's queue, or just settled). */
         *msg = m;
         if (caller)
             *caller = 0;
@@ -119,10 +128,9 @@ bool reki__mbox_empty(struct reki__proc *p)
 
 void reki__mbox_leftover(struct reki__env *kenv)
 {
+    /* TAKEN stays TAKEN: no sender can take it back any more. */
     uint64_t via = atomic_load_explicit(&kenv->via, memory_order_relaxed);
     struct reki__keyq *kq = (struct reki__keyq *)(uintptr_t)(via & REKI__VIA_LOW);
-    /* Back to KEY: it is the key's queue's again. */
-    atomic_store_explicit(&kenv->via, (via & REKI__VIA_LOW) | REKI__VIA_KEY, memory_order_relaxed);
     cds_wfcq_node_init(&kenv->node);
     cds_wfcq_enqueue(&kq->lh, &kq->lt, &kenv->node);
     kq->nleft++;
@@ -145,10 +153,13 @@ size_t reki__mbox_drain(struct reki__proc *p)
         }
         if (rc == REKI__POP_IDLE)
             continue;
-        if (kenv) {
+        if (kenv && p->kind != REKI__INBOX) {
             reki__mbox_leftover(kenv);
             continue;
         }
+        /* An inbox drains when it is freed, long after its exit path: what
+         * came by key is its own, like what came by pid. */
+        reki__free(kenv);
         if (p->beh->drop)
             p->beh->drop(msg);
         n++;

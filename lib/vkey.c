@@ -229,16 +229,17 @@ struct send {
     struct reki__env *env; /* ours until queued */
 };
 
-static void env_bind(struct reki__env *env, struct reki__entry *e)
+/* KEY: sent to the live actor, and may be taken back by its sender; TAKEN:
+ * through the key's queue, the queue's for good. */
+static void env_bind(struct reki__env *env, struct reki__entry *e, uint64_t state)
 {
-    atomic_store_explicit(&env->via, (uint64_t)(uintptr_t)&e->kq | REKI__VIA_KEY,
-                          memory_order_relaxed);
+    atomic_store_explicit(&env->via, (uint64_t)(uintptr_t)&e->kq | state, memory_order_relaxed);
 }
 
 /* Append to the key's queue of an entry we hold or saw held (plock held). */
 static void enqueue_pending(struct reki__entry *e, struct reki__env *env)
 {
-    env_bind(env, e);
+    env_bind(env, e, REKI__VIA_TAKEN);
     cds_wfcq_node_init(&env->node);
     cds_wfcq_enqueue(&e->pq_head, &e->pq_tail, &env->node);
     e->npend++;
@@ -285,7 +286,7 @@ static int send_live(struct send *s, struct reki__entry *e, reki_pid_t pid)
     if (p->kind == REKI__INBOX)
         atomic_store_explicit(&env->via, 0, memory_order_relaxed); /* as reki_send */
     else
-        env_bind(env, e);
+        env_bind(env, e, REKI__VIA_KEY);
     bool was_empty;
     int rc = reki__mbox_push_env(p, env, true, &was_empty);
     if (rc != REKI_OK)

@@ -59,6 +59,8 @@ static bool world_settled(struct world *w)
         return false;
     if (atomic_load(&w->exits_asked) != atomic_load(&w->exits_done))
         return false;
+    if (!vkeys_settled(w))
+        return false;
     for (unsigned k = 0; k < w->nkeys; k++) {
         struct key_view v;
         view_key(w, k, &v);
@@ -75,6 +77,7 @@ static void report_unsettled(struct world *w, unsigned settle_ms)
               settle_ms, (unsigned long long)atomic_load(&w->accepted), consumed(w),
               (unsigned long long)atomic_load(&w->exits_asked),
               (unsigned long long)atomic_load(&w->exits_done));
+    vkeys_report(w, "no quiescence");
     for (unsigned k = 0; k < w->nkeys; k++) {
         struct key_view v;
         view_key(w, k, &v);

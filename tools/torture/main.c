@@ -77,13 +77,20 @@ static bool parse_uint(const char *s, unsigned long long max, unsigned long long
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longs[] = {
-        {"threads", required_argument, NULL, 't'},  {"seconds", required_argument, NULL, 's'},
-        {"keys", required_argument, NULL, 'k'},     {"seed", required_argument, NULL, 'x'},
-        {"ops", required_argument, NULL, 'o'},      {"workers", required_argument, NULL, 'w'},
-        {"check-ms", required_argument, NULL, 'c'}, {"settle-ms", required_argument, NULL, 'S'},
-        {"hang-ms", required_argument, NULL, 'H'},  {"no-churn", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},        {"fail-allocs", required_argument, NULL, 'F'},
-        {"reap-eager", no_argument, NULL, 'R'},     {"help", no_argument, NULL, 'h'},
+        {"threads", required_argument, NULL, 't'},
+        {"seconds", required_argument, NULL, 's'},
+        {"keys", required_argument, NULL, 'k'},
+        {"seed", required_argument, NULL, 'x'},
+        {"ops", required_argument, NULL, 'o'},
+        {"workers", required_argument, NULL, 'w'},
+        {"check-ms", required_argument, NULL, 'c'},
+        {"settle-ms", required_argument, NULL, 'S'},
+        {"hang-ms", required_argument, NULL, 'H'},
+        {"no-churn", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"fail-allocs", required_argument, NULL, 'F'},
+        {"reap-eager", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -344,8 +351,10 @@ static void final_checks(struct world *w, const struct options *o)
         if (atomic_load(&w->ks[k].live) != 0)
             violation("after reki_registry_free: the actor of key %u has not terminated", k);
     atomic_store(&t_phase, "reki_rt_free");
-    reki_rt_free(w->rt);
+    reki_rt_free(w->rt); /* frees the virtual registry: its messages are dropped */
     atomic_store(&t_phase, "after reki_rt_free");
+    vkeys_report(w, "after reki_rt_free");
+    vkeys_free(w);
     struct {
         const char *what;
         unsigned long long a, b;
@@ -382,7 +391,7 @@ int main(int argc, char **argv)
     }
     struct world *w = world_new(rt, o.keys, o.threads, true);
     threads = calloc(o.threads, sizeof(*threads));
-    if (w == NULL || threads == NULL) {
+    if (w == NULL || threads == NULL || vkeys_init(w) != REKI_OK) {
         fprintf(stderr, "reki-torture: setup failed\n");
         return 2;
     }

@@ -18,7 +18,7 @@ atomic_ullong inbox_pids[T_MAX_THREADS];
 /* Weights out of 10000, in enum op_kind order. */
 static const unsigned weights[OP_NKINDS] = {
     2400, /* lookup */
-    2500, /* lookup_or_start */
+    1900, /* lookup_or_start */
     1800, /* send */
     400,  /* kill */
     400,  /* stop */
@@ -31,11 +31,12 @@ static const unsigned weights[OP_NKINDS] = {
     180,  /* bad arguments */
     15,   /* registry churn */
     5,    /* runtime churn */
+    600,  /* send_key */
 };
 
 static const char *const names[OP_NKINDS] = {
-    "lookup",  "lookup_or_start", "send",  "kill",  "stop",    "monitor",   "alive",
-    "foreach", "count",           "spawn", "inbox", "badargs", "reg_churn", "rt_churn",
+    "lookup", "lookup_or_start", "send",  "kill",    "stop",      "monitor",  "alive",    "foreach",
+    "count",  "spawn",           "inbox", "badargs", "reg_churn", "rt_churn", "send_key",
 };
 
 const char *op_name(int kind)
@@ -398,6 +399,7 @@ static int run_op(struct tthread *t, enum op_kind kind, uint64_t r1, uint64_t r2
         if (ctl.churn)
             churn_registry(t->w->rt, t->w->nthreads, r2);
         return REKI_OK;
+    case OP_SEND_KEY: return op_send_key(t, k, r1, r2);
     case OP_RT_CHURN:
         if (ctl.churn)
             churn_runtime(t->w->nthreads, r2);

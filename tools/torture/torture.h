@@ -107,6 +107,11 @@ struct world {
      * or reki_stop on itself) and exits finished by terminate: equal once no
      * such exit is in flight. */
     atomic_ullong exits_asked, exits_done;
+    /* Virtual actors (vkeys.c; main world only): every message by key is
+     * handled or dropped exactly once, in per-sender order per key. */
+    reki_registry_t *vreg;
+    atomic_ullong vaccepted, vhandled, vdropped, vstarts;
+    atomic_ullong *vlast; /* [key * nthreads + sender]: last seq handled */
 };
 
 /* Key bytes for index i of a key set: lengths 1, 2..16, 100 and REKI_KEY_MAX
@@ -266,6 +271,7 @@ enum op_kind {
     OP_BADARGS,
     OP_REG_CHURN,
     OP_RT_CHURN,
+    OP_SEND_KEY,
     OP_NKINDS
 };
 
@@ -287,6 +293,7 @@ struct ring_ent {
 
 struct tthread {
     unsigned idx;
+    uint64_t vseq; /* reki_send_key: this sender's last sequence number */
     char name[16];
     struct world *w;
     uint64_t rng;
@@ -320,6 +327,13 @@ extern atomic_ullong inbox_pids[T_MAX_THREADS];
 const char *op_name(int kind);
 void *torture_thread(void *arg);
 int tthread_init(struct tthread *t, struct world *w, unsigned idx, uint64_t seed);
+
+/* vkeys.c */
+int vkeys_init(struct world *w);
+void vkeys_free(struct world *w);
+int op_send_key(struct tthread *t, int k, uint64_t r1, uint64_t r2);
+bool vkeys_settled(struct world *w);
+void vkeys_report(struct world *w, const char *when);
 /* Receive everything queued in t's inbox; t must be parked or finished. */
 void inbox_drain(struct tthread *t);
 void op_inbox(struct tthread *t, uint64_t r1, uint64_t r2);
