@@ -299,10 +299,7 @@ _Static_assert(sizeof(struct reki__proc) <= 104, "an idle light actor must fit 1
  * actors.  `via` says how it came:
  *   0                 reki_send, a timer;
  *   a pid (bit 63 0)  reki_call: its reply address;
- *   VIA_KEY | kq      reki_send_key to the key whose queue is kq; the low
- *                     bits above the pointer say who owns the message: the
- *                     queue (KEY), a consumer that took it (TAKEN), or the
- *                     sender that took it back from a dead actor (GONE);
+ *   VIA_KEY | kq      reki_send_key to the key whose queue is kq;
  *   VIA_IDLE | ms     an idle tick (registry idle_ms): ms is its period.
  * Pointers and the period stay below 2^57. */
 struct reki__env {
@@ -313,8 +310,6 @@ struct reki__env {
 #define REKI__VIA_TAG (UINT64_C(1) << 63)
 #define REKI__VIA_KIND (UINT64_C(7) << 58)
 #define REKI__VIA_KEY (REKI__VIA_TAG | UINT64_C(1) << 58)
-#define REKI__VIA_TAKEN (REKI__VIA_TAG | UINT64_C(2) << 58)
-#define REKI__VIA_GONE (REKI__VIA_TAG | UINT64_C(3) << 58)
 #define REKI__VIA_IDLE (REKI__VIA_TAG | UINT64_C(4) << 58)
 #define REKI__VIA_LOW ((UINT64_C(1) << 58) - 1)
 
@@ -345,8 +340,7 @@ enum { REKI__POP_BUSY = -1, REKI__POP_EMPTY = 0, REKI__POP_MSG = 1, REKI__POP_ID
  * is not NULL, *kenv = its envelope when it came by key (the caller frees
  * it, or hands it to the key's leftovers with reki__mbox_leftover; others
  * are freed here); IDLE (an idle tick, *msg = its period); EMPTY; BUSY (a
- * sender is half-way through an enqueue).  A message by key taken back by
- * its sender is skipped. */
+ * sender is half-way through an enqueue). */
 int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct reki__env **kenv);
 bool reki__mbox_empty(struct reki__proc *p);
 /* Empty the mailbox: messages by key to their key's leftovers, idle ticks

@@ -14,13 +14,9 @@
  * one fetch_add before the enqueue and gives it back if over the bound; the
  * consumer decrements after each dequeue.  Idle ticks are not counted.
  *
- * Messages by key (reki_send_key) sent to a live actor have one more owner
- * to settle: a sender that finds the actor dead after its enqueue takes the
- * message back (CAS KEY -> GONE on `via`) to queue it for the key's next
- * actor, while the consumer or the exit path takes it with CAS KEY -> TAKEN.
- * Exactly one CAS wins; a GONE envelope is skipped and freed by whoever
- * dequeues it.  TAKEN is final: leftovers and messages that came through
- * the key's queue are TAKEN, and no sender can take them back.
+ * Messages by key (reki_send_key) carry their key's queue in `via`: the
+ * consumer hands their envelope back with the message, so that the exit
+ * path can keep it (no allocation) as a leftover for the key's next actor.
  */
 #include "internal.h"
 
@@ -70,55 +66,40 @@ int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool 
 
 int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct reki__env **kenv)
 {
-    for (;;) {
-        struct cds_wfcq_node *n = __cds_wfcq_dequeue_nonblocking(&p->mq_head, &p->mq_tail);
-        if (n == NULL)
-            return REKI__POP_EMPTY;
-        if (n == CDS_WFCQ_WOULDBLOCK)
-            return REKI__POP_BUSY;
-        struct reki__env *e = REKI__CONTAINER_OF(n, struct reki__env, node);
-        void *m = atomic_load_explicit(&e->msg, memory_order_acquire);
-        uint64_t via = atomic_load_explicit(&e->via, memory_order_relaxed);
-        if (!(via & REKI__VIA_TAG)) {
-            reki__free(e);
-            atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-            *msg = m;
-            if (caller)
-                *caller = via;
-            if (kenv)
-                *kenv = NULL;
-            return REKI__POP_MSG;
-        }
-        if ((via & REKI__VIA_KIND) == (REKI__VIA_IDLE & REKI__VIA_KIND)) {
-            reki__free(e);
-            *msg = (void *)(uintptr_t)(via & REKI__VIA_LOW);
-            return REKI__POP_IDLE;
-        }
+    struct cds_wfcq_node *n = __cds_wfcq_dequeue_nonblocking(&p->mq_head, &p->mq_tail);
+    if (n == NULL)
+        return REKI__POP_EMPTY;
+    if (n == CDS_WFCQ_WOULDBLOCK)
+        return REKI__POP_BUSY;
+    struct reki__env *e = REKI__CONTAINER_OF(n, struct reki__env, node);
+    void *m = atomic_load_explicit(&e->msg, memory_order_acquire);
+    uint64_t via = atomic_load_explicit(&e->via, memory_order_relaxed);
+    if (!(via & REKI__VIA_TAG)) {
+        reki__free(e);
         atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-        uint64_t kind = via & ~REKI__VIA_LOW;
-        if (kind == REKI__VIA_KEY) {
-            /* Sent to this actor directly: settle it against its sender's
-             * take-back.  acq_rel: against the sender's CAS (GONE). */
-            if (!atomic_compare_exchange_strong_explicit(
-                    &e->via, &via, (via & REKI__VIA_LOW) | REKI__VIA_TAKEN, memory_order_acq_rel,
-                    memory_order_acquire)) {
-                reki__free(e); /* its sender took it back: it went to the key */
-                continue;
-            }
-        } else if (kind != REKI__VIA_TAKEN) {
-            reki__free(e); /* GONE: taken back by its sender */
-            continue;
-        }
-        /* TAKEN: ours (came through the key's queue, or just settled). */
         *msg = m;
         if (caller)
-            *caller = 0;
+            *caller = via;
         if (kenv)
-            *kenv = e;
-        else
-            reki__free(e);
+            *kenv = NULL;
         return REKI__POP_MSG;
     }
+    if ((via & REKI__VIA_KIND) == (REKI__VIA_IDLE & REKI__VIA_KIND)) {
+        reki__free(e);
+        *msg = (void *)(uintptr_t)(via & REKI__VIA_LOW);
+        return REKI__POP_IDLE;
+    }
+    /* By key: the envelope goes with the message, to be freed or to be
+     * the exit path's leftover. */
+    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+    *msg = m;
+    if (caller)
+        *caller = 0;
+    if (kenv)
+        *kenv = e;
+    else
+        reki__free(e);
+    return REKI__POP_MSG;
 }
 
 bool reki__mbox_empty(struct reki__proc *p)
@@ -128,7 +109,6 @@ bool reki__mbox_empty(struct reki__proc *p)
 
 void reki__mbox_leftover(struct reki__env *kenv)
 {
-    /* TAKEN stays TAKEN: no sender can take it back any more. */
     uint64_t via = atomic_load_explicit(&kenv->via, memory_order_relaxed);
     struct reki__keyq *kq = (struct reki__keyq *)(uintptr_t)(via & REKI__VIA_LOW);
     cds_wfcq_node_init(&kenv->node);

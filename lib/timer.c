@@ -106,8 +106,9 @@ static void deliver(struct reki__proc *p, void *msg, bool idle)
         struct reki__env *e = reki__malloc(sizeof(*e));
         if (!e)
             return;
-        atomic_init(&e->msg, NULL);
         atomic_init(&e->via, REKI__VIA_IDLE | (uint64_t)(uintptr_t)msg);
+        /* release: the consumer acquires msg before it reads via. */
+        atomic_store_explicit(&e->msg, NULL, memory_order_release);
         reki__mbox_push_env(p, e, false, &was_empty);
         if (was_empty)
             reki__proc_wake(p);

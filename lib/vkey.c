@@ -22,16 +22,17 @@
  * exited hook runs; that hook puts them in front of the key's queue, which
  * then holds only messages sent after them by the same senders.
  *
- * The race with an exit.  A sender that resolved the pid and enqueued, and
- * then sees the actor dead (seq_cst load of reason after the enqueue's full
- * barrier), takes its message back with CAS KEY -> GONE and sends it again
- * by key (the entry is EXITING by then: it queues).  Otherwise the exit
- * path's drain, which begins after the reason store, dequeues it.  The
- * consumer, the exit path and the sender settle each envelope by one CAS.
+ * The race with an exit.  A sender to the live actor enqueues under the
+ * actor's lock, after checking that it lives (send_live); the exit
+ * transition stores `reason` under that lock.  So a message by key is in
+ * the mailbox before the transition, and the exit path's drain (after it)
+ * finds it, or it was never enqueued and goes round by key: the entry is
+ * EXITING by then, and the message joins the key's queue.
  *
- * The exact point after which a message goes to the next actor: for a
- * message in a mailbox, the exit transition (reason store); a message
- * popped and claimed before it is handled by this actor.
+ * The exact point after which a message goes to the next actor: the exit
+ * transition.  A message the actor has popped and finds, on the check that
+ * follows, to be after the transition is a leftover too; one popped before
+ * it is handled by this actor.
  */
 #include <string.h>
 #include <time.h>
@@ -225,21 +226,24 @@ struct send {
     reki_registry_t *reg;
     const void *key;
     size_t keylen;
+    void *msg;
     ck_ht_hash_t h;
     struct reki__env *env; /* ours until queued */
 };
 
-/* KEY: sent to the live actor, and may be taken back by its sender; TAKEN:
- * through the key's queue, the queue's for good. */
-static void env_bind(struct reki__env *env, struct reki__entry *e, uint64_t state)
+/* The envelope names e's key queue (NULL: a plain message).  msg last,
+ * with release: the consumer acquires it before it reads via, then frees. */
+static void env_bind(struct reki__env *env, struct reki__entry *e, void *msg)
 {
-    atomic_store_explicit(&env->via, (uint64_t)(uintptr_t)&e->kq | state, memory_order_relaxed);
+    atomic_store_explicit(&env->via, e ? (uint64_t)(uintptr_t)&e->kq | REKI__VIA_KEY : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&env->msg, msg, memory_order_release);
 }
 
 /* Append to the key's queue of an entry we hold or saw held (plock held). */
-static void enqueue_pending(struct reki__entry *e, struct reki__env *env)
+static void enqueue_pending(struct reki__entry *e, struct reki__env *env, void *msg)
 {
-    env_bind(env, e, REKI__VIA_TAKEN);
+    env_bind(env, e, msg);
     cds_wfcq_node_init(&env->node);
     cds_wfcq_enqueue(&e->pq_head, &e->pq_tail, &env->node);
     e->npend++;
@@ -253,7 +257,11 @@ static int send_insert(struct send *s)
     if (!e)
         return REKI_ENOMEM;
     atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
-    enqueue_pending(e, s->env); /* not published yet: no lock needed */
+    /* Not in the table yet, but under plock all the same: a sender that
+     * finds it later takes plock, and that is the edge TSan sees. */
+    reki__spin_lock(&e->plock);
+    enqueue_pending(e, s->env, s->msg);
+    reki__spin_unlock(&e->plock);
     uint64_t w;
     int rc = REKI_OK;
     pthread_mutex_lock(&reg->wlock);
@@ -274,7 +282,14 @@ static int send_insert(struct send *s)
     return REKI_OK;
 }
 
-/* The key's actor, by pid (inside the read-side section that read w). */
+/* The key's actor, by pid (inside the read-side section that read w).
+ * The enqueue happens under the actor's lock, after a check that it lives:
+ * the exit transition stores `reason` under the same lock, so the message
+ * is in the mailbox before the transition (the exit path's drain, which
+ * begins after it, finds it: handled, or a leftover for the next actor) or
+ * it is not sent at all and goes round by key (the word is EXITING by
+ * then).  Once enqueued, the envelope is never touched by the sender: the
+ * consumer may free it at once. */
 static int send_live(struct send *s, struct reki__entry *e, reki_pid_t pid)
 {
     struct reki__proc *p = reki__pid_resolve(&s->reg->rt->pids, pid);
@@ -283,48 +298,25 @@ static int send_live(struct send *s, struct reki__entry *e, reki_pid_t pid)
     struct reki__env *env = s->env;
     if (p->kind == REKI__CALLER)
         return REKI_EINVAL; /* a reply address registered by a start: never a target */
-    if (p->kind == REKI__INBOX)
-        atomic_store_explicit(&env->via, 0, memory_order_relaxed); /* as reki_send */
-    else
-        env_bind(env, e, REKI__VIA_KEY);
-    bool was_empty;
-    int rc = reki__mbox_push_env(p, env, true, &was_empty);
+    /* An inbox keeps what it was sent (its own drop at its free). */
+    env_bind(env, p->kind == REKI__INBOX ? NULL : e, s->msg);
+    bool was_empty = false;
+    int rc = RETRY;
+    reki__spin_lock(&p->lock);
+    if (atomic_load_explicit(&p->reason, memory_order_relaxed) == REKI__ALIVE)
+        rc = reki__mbox_push_env(p, env, true, &was_empty);
+    reki__spin_unlock(&p->lock);
     if (rc != REKI_OK)
-        return rc; /* REKI_EFULL: the envelope is still ours */
+        return rc; /* REKI_EFULL, or dead: the envelope is still ours */
+    s->env = NULL;
     if (was_empty)
         reki__proc_wake(p);
-    /* seq_cst, after the enqueue's full barrier: if the actor is still
-     * alive here, the exit path's drain (after its reason store) will see
-     * the message.  Otherwise whoever takes it first owns it. */
-    if (atomic_load_explicit(&p->reason, memory_order_seq_cst) == REKI__ALIVE ||
-        p->kind == REKI__INBOX) {
-        s->env = NULL;
-        return REKI_OK;
-    }
-    uint64_t key = atomic_load_explicit(&env->via, memory_order_relaxed);
-    key = (key & REKI__VIA_LOW) | REKI__VIA_KEY;
-    if (!atomic_compare_exchange_strong_explicit(&env->via, &key,
-                                                 (key & REKI__VIA_LOW) | REKI__VIA_GONE,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        s->env = NULL; /* the exit path took it: it goes to the key's next actor */
-        return REKI_OK;
-    }
-    /* Taken back: the envelope stays in the dead mailbox (whoever dequeues
-     * it frees it); a new one carries the message by key again. */
-    s->env = NULL;
-    return RETRY;
+    return REKI_OK;
 }
 
-static int attempt(struct send *s, void *msg)
+static int attempt(struct send *s)
 {
     reki_registry_t *reg = s->reg;
-    if (!s->env) {
-        s->env = reki__malloc(sizeof(*s->env));
-        if (!s->env)
-            return REKI_ENOMEM;
-        /* release: pairs with the consumer's acquire of msg. */
-        atomic_store_explicit(&s->env->msg, msg, memory_order_release);
-    }
     uint64_t w = 0;
     reki__rcu_read_lock();
     struct reki__entry *e = reki__table_get(reg, s->h, s->key, s->keylen, &w);
@@ -351,7 +343,7 @@ static int attempt(struct send *s, void *msg)
         }
         atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
         reki__spin_lock(&e->plock);
-        enqueue_pending(e, s->env);
+        enqueue_pending(e, s->env, s->msg);
         reki__spin_unlock(&e->plock);
         s->env = NULL;
         reki__rcu_read_unlock();
@@ -370,7 +362,7 @@ static int attempt(struct send *s, void *msg)
     w = atomic_load_explicit(&e->word, memory_order_acquire);
     rc = RETRY;
     if (w == REKI__E_STARTING || w == REKI__E_EXITING) {
-        enqueue_pending(e, s->env);
+        enqueue_pending(e, s->env, s->msg);
         s->env = NULL;
         rc = REKI_OK;
     }
@@ -383,10 +375,12 @@ int reki_send_key(reki_registry_t *reg, const void *key, size_t keylen, void *ms
 {
     if (REKI__UNLIKELY(!reg || !key || keylen < 1 || keylen > REKI_KEY_MAX || !reg->start))
         return REKI_EINVAL;
-    struct send s = {reg, key, keylen, {0}, NULL};
+    struct send s = {reg, key, keylen, msg, {0}, reki__malloc(sizeof(struct reki__env))};
+    if (!s.env)
+        return REKI_ENOMEM;
     reki__table_hash(reg, key, keylen, &s.h);
     int rc;
-    while ((rc = attempt(&s, msg)) == RETRY)
+    while ((rc = attempt(&s)) == RETRY)
         ;
     reki__free(s.env); /* NULL once queued */
     return rc;
