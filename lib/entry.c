@@ -80,7 +80,8 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
     e->restarts = 0;
     e->window = 0;
     atomic_init(&e->linking, NULL);
-    e->snext = NULL;
+    cds_wfcq_node_init(&e->snode);
+    atomic_init(&e->spub, 0);
     /* release: readers find e through ck_ht (invisible to TSan) and
      * acquire-load word first: everything above happens-before their reads. */
     atomic_store_explicit(&e->word, REKI__E_STARTING, memory_order_release);

@@ -65,7 +65,8 @@ struct reki__entry {
     uint32_t restarts;             /* counted in the window (holder only) */
     uint64_t window;               /* ms when the window opened (holder only) */
     _Atomic(const void *) linking; /* token of the thread about to report STARTED */
-    struct reki__entry *snext;     /* the start threads' queue */
+    struct cds_wfcq_node snode;    /* the start threads' queue */
+    _Atomic int spub;              /* release/acquire of a queued start (TSan) */
     /* A state above, or the pid of a live actor: the exit transition moves it
      * to EXITING before the pid slot dies, so a pid read here was alive. */
     _Atomic uint64_t word;
