@@ -483,9 +483,9 @@ typedef struct reki_registry_opts {
  * reki_registry_new: create an empty registry of actors of rt.
  * Returns: REKI_OK and *out; REKI_EINVAL (rt or out NULL, capacity over
  *   REKI_REGISTRY_CAPACITY_MAX, an unknown restart policy, a restart policy
- *   other than TEMPORARY without start); REKI_ENOMEM; REKI_ESHUTDOWN; an
- *   error of pthread_create as REKI_ENOMEM (a registry with start has one
- *   thread for starts from the beginning).
+ *   other than TEMPORARY without start); REKI_ENOMEM; REKI_ESHUTDOWN;
+ *   REKI_EAGAIN (a registry with start makes its first start thread here,
+ *   and the thread could not be made).
  * Keys are hashed with SipHash-1-3 under a random key of this registry (from
  *   getrandom), so clients that choose keys cannot make them collide.
  * Thread-safety: MT-safe.  Lifetime: free with reki_registry_free (or rt_free).

@@ -335,3 +335,133 @@ FTEST(foreach)
     cr_assert_eq(foreach_call(&visits), REKI_OK);
     cr_assert_eq(visits, 1);
 }
+
+/* ---------------------------------------------------- virtual actors -- */
+
+static struct fstart vstart; /* hold: starts wait for release */
+
+static void vdrop(void *msg)
+{
+    atomic_fetch_add(&fp.dropped, 1);
+    free(msg);
+}
+
+static reki_registry_opts_t vopts(void)
+{
+    reki_registry_opts_t o = {0};
+    o.start = f_start;
+    o.start_arg = &vstart;
+    o.drop = vdrop;
+    o.idle_ms = 60000;
+    o.restart = REKI_RESTART_TRANSIENT;
+    return o;
+}
+
+static int vregistry_call(void *ctx)
+{
+    reki_registry_t **r = ctx;
+    *r = NULL;
+    reki_registry_opts_t o = vopts();
+    int rc = reki_registry_new(rt, &o, r);
+    if (rc != REKI_OK)
+        cr_assert_null(*r, "*out is untouched on failure");
+    return rc;
+}
+
+FTEST(registry_new_virtual)
+{
+    reki_registry_t *r = NULL;
+    struct fcase fc = {"reki_registry_new (start threads)",
+                       vregistry_call,
+                       registry_undo,
+                       f_nothing,
+                       &r,
+                       REKI_ENOMEM};
+    cr_assert_gt(f_every_alloc(&fc), 0);
+}
+
+struct skey_ctx {
+    reki_registry_t *vreg;
+    const char *key;
+    long *msg;
+    long live; /* actors alive before the call */
+};
+
+static int skey_call(void *ctx)
+{
+    struct skey_ctx *c = ctx;
+    c->msg = f_msg();
+    int rc = reki_send_key(c->vreg, c->key, strlen(c->key), c->msg);
+    if (rc != REKI_OK)
+        free(c->msg); /* still ours: a library that kept it double-frees */
+    return rc;
+}
+
+static void skey_live_undo(void *ctx)
+{
+    struct skey_ctx *c = ctx;
+    sent++;
+    cr_assert(f_settle(c->live, sent), "the message was handled");
+}
+
+static void skey_same(void *ctx)
+{
+    struct skey_ctx *c = ctx;
+    cr_assert(f_settle(c->live, sent), "a refused message is neither handled nor dropped");
+}
+
+/* A live key: only the envelope is allocated. */
+FTEST(send_key_live)
+{
+    reki_registry_t *vreg;
+    reki_registry_opts_t o = vopts();
+    cr_assert_eq(reki_registry_new(rt, &o, &vreg), REKI_OK);
+    atomic_store(&vstart.release, 1);
+    vstart.hold = false;
+    struct skey_ctx c = {vreg, "live", NULL, 1};
+    cr_assert_eq(skey_call(&c), REKI_OK);
+    sent++;
+    cr_assert(f_settle(1, sent));
+    struct fcase fc = {
+        "reki_send_key (live)", skey_call, skey_live_undo, skey_same, &c, REKI_ENOMEM};
+    cr_assert_gt(f_every_alloc(&fc), 0);
+    reki_registry_free(vreg);
+    cr_assert(f_settle(0, sent));
+}
+
+/* A cold key: envelope, entry, index.  The start waits (hold), so its own
+ * allocations come after the counted call. */
+static void skey_cold_undo(void *ctx)
+{
+    struct skey_ctx *c = ctx;
+    sent++;
+    atomic_store(&vstart.release, 1);
+    cr_assert(f_settle(1, sent), "started, and the message handled");
+    cr_assert_eq(reki_stop(c->vreg, c->key, strlen(c->key)), REKI_OK);
+    cr_assert(f_settle(0, sent));
+    atomic_store(&vstart.release, 0);
+}
+
+static void skey_cold_same(void *ctx)
+{
+    struct skey_ctx *c = ctx;
+    skey_same(ctx);
+    reki_pid_t pid;
+    cr_assert_eq(reki_lookup(c->vreg, c->key, strlen(c->key), &pid), REKI_ENOTFOUND);
+}
+
+FTEST(send_key_cold)
+{
+    reki_registry_t *vreg;
+    reki_registry_opts_t o = vopts();
+    cr_assert_eq(reki_registry_new(rt, &o, &vreg), REKI_OK);
+    vstart.hold = true;
+    atomic_store(&vstart.release, 0);
+    struct skey_ctx c = {vreg, "cold", NULL, 0};
+    struct fcase fc = {"reki_send_key (cold)", skey_call, skey_cold_undo,
+                       skey_cold_same,         &c,        REKI_ENOMEM};
+    cr_assert_gt(f_every_alloc(&fc), 0);
+    vstart.hold = false;
+    reki_registry_free(vreg);
+    cr_assert(f_settle(0, sent));
+}

@@ -182,3 +182,42 @@ FTEST(spawn_dedicated_init_crash)
     cr_assert_eq(pid, 0, "*out is untouched on failure");
     cr_assert(f_settle(0, 1), "the message init sent itself was dropped");
 }
+
+/* ---------------------------------------------------- virtual actors -- */
+
+static int vstart_fn(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
+{
+    return f_start(r, key, keylen, arg, out);
+}
+
+static int vregistry_call(void *ctx)
+{
+    reki_registry_t **r = ctx;
+    static struct fstart s;
+    *r = NULL;
+    reki_registry_opts_t o = {0};
+    o.start = vstart_fn;
+    o.start_arg = &s;
+    int rc = reki_registry_new(rt, &o, r);
+    if (rc != REKI_OK)
+        cr_assert_null(*r, "*out is untouched on failure");
+    return rc;
+}
+
+static void vregistry_undo(void *ctx)
+{
+    reki_registry_t **r = ctx;
+    reki_registry_free(*r);
+}
+
+FTEST(registry_new_start_thread)
+{
+    reki_registry_t *r = NULL;
+    struct fcase fc = {"reki_registry_new (start thread)",
+                       vregistry_call,
+                       vregistry_undo,
+                       f_nothing,
+                       &r,
+                       REKI_EAGAIN};
+    cr_assert_eq(f_every_thread(&fc), 1, "one start thread made with the registry");
+}

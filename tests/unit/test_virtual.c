@@ -807,3 +807,47 @@ Test(virtual, rt_free_accounts_for_every_message)
     assert_clean(w);
     world_free(w);
 }
+
+/* An inbox registered under a key (a start may return any live pid): what
+ * was queued for the key while it started reaches the inbox, in order, and
+ * what the inbox never received goes to its own drop when it is freed. */
+static reki_inbox_t *the_inbox;
+
+static int inbox_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
+{
+    (void)rt;
+    (void)key;
+    (void)keylen;
+    (void)arg;
+    t_sleep_ms(100); /* messages queue for the key meanwhile */
+    *out = reki_inbox_pid(the_inbox);
+    return 0;
+}
+
+Test(virtual, inbox_under_a_key_gets_queued_messages)
+{
+    struct vworld *w = world_new();
+    reki_registry_opts_t o = vopts(w);
+    o.start = inbox_start;
+    o.on_event = NULL;
+    world_up(w, &o);
+    cr_assert_eq(reki_inbox_new(w->rt, &the_inbox), REKI_OK);
+    cr_assert_eq(reki_inbox_set_drop(the_inbox, v_drop), REKI_OK);
+    for (long i = 0; i < 5; i++)
+        cr_assert_eq(send_one(w, 8, 0, i, V_PLAIN), REKI_OK);
+    for (long i = 0; i < 3; i++) {
+        void *m;
+        cr_assert_eq(reki_inbox_recv(the_inbox, &m, t_wait_ms()), REKI_OK);
+        cr_assert_eq(((struct vmsg *)m)->seq, i, "in order");
+        note(w, m, false);
+        free(m);
+    }
+    for (long i = 5; i < 7; i++)
+        cr_assert_eq(send_one(w, 8, 0, i, V_PLAIN), REKI_OK);
+    reki_inbox_free(the_inbox);
+    cr_assert_eq(atomic_load(&w->dropped), 4, "the inbox's drop got what it never received");
+    reki_registry_free(w->reg);
+    reki_rt_free(w->rt);
+    cr_assert_eq(atomic_load(&w->dup), 0);
+    world_free(w);
+}
