@@ -331,9 +331,10 @@ int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty);
  * handled) or a timer's delivery (bounded false: accepted at arming). */
 int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool bounded,
                        bool *was_empty);
-/* Queue a ready envelope (by key, or an idle tick: not counted).  REKI_EFULL
+/* Queue a ready envelope (by key; an idle tick is not counted).  REKI_EFULL
  * only when bounded and a counted message finds the mailbox at its bound. */
-int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool bounded, bool *was_empty);
+int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool counted, bool bounded,
+                        bool *was_empty);
 /* What reki__mbox_pop found. */
 enum { REKI__POP_BUSY = -1, REKI__POP_EMPTY = 0, REKI__POP_MSG = 1, REKI__POP_IDLE = 2 };
 /* The next message: MSG with *msg and *caller (0 for a send) and, if kenv

@@ -25,17 +25,14 @@ int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
     return reki__mbox_push_ex(p, msg, 0, true, was_empty);
 }
 
-static bool counted(uint64_t via)
-{
-    return (via & REKI__VIA_KIND) != (REKI__VIA_IDLE & REKI__VIA_KIND) || !(via & REKI__VIA_TAG);
-}
-
-int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool bounded, bool *was_empty)
+int reki__mbox_push_env(struct reki__proc *p, struct reki__env *e, bool counted, bool bounded,
+                        bool *was_empty)
 {
     /* Counted before the enqueue, so the consumer's decrement never comes
      * first; a bounded mailbox refuses past its bound (the increment is the
-     * reservation, given back on refusal). */
-    if (counted(atomic_load_explicit(&e->via, memory_order_relaxed))) {
+     * reservation, given back on refusal).  `counted` is the caller's word,
+     * not read from e: e may be the consumer's (and freed) once released. */
+    if (counted) {
         uint32_t n = atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
         if (bounded && p->max_queue && n >= p->max_queue) {
             atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
@@ -58,7 +55,7 @@ int reki__mbox_push_ex(struct reki__proc *p, void *msg, reki_pid_t caller, bool 
     atomic_init(&e->via, caller);
     /* release: pairs with the acquire in reki__mbox_pop. */
     atomic_store_explicit(&e->msg, msg, memory_order_release);
-    int rc = reki__mbox_push_env(p, e, bounded, was_empty);
+    int rc = reki__mbox_push_env(p, e, true, bounded, was_empty);
     if (rc != REKI_OK)
         reki__free(e);
     return rc;

@@ -109,7 +109,7 @@ static void deliver(struct reki__proc *p, void *msg, bool idle)
         atomic_init(&e->via, REKI__VIA_IDLE | (uint64_t)(uintptr_t)msg);
         /* release: the consumer acquires msg before it reads via. */
         atomic_store_explicit(&e->msg, NULL, memory_order_release);
-        reki__mbox_push_env(p, e, false, &was_empty);
+        reki__mbox_push_env(p, e, false, false, &was_empty);
         if (was_empty)
             reki__proc_wake(p);
         return;

@@ -304,7 +304,7 @@ static int send_live(struct send *s, struct reki__entry *e, reki_pid_t pid)
     int rc = RETRY;
     reki__spin_lock(&p->lock);
     if (atomic_load_explicit(&p->reason, memory_order_relaxed) == REKI__ALIVE)
-        rc = reki__mbox_push_env(p, env, true, &was_empty);
+        rc = reki__mbox_push_env(p, env, true, true, &was_empty);
     reki__spin_unlock(&p->lock);
     if (rc != REKI_OK)
         return rc; /* REKI_EFULL, or dead: the envelope is still ours */

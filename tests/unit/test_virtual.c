@@ -50,6 +50,7 @@ struct vworld {
     int start_sleep_ms;     /* start sleeps this long for key 0 only */
     int terminate_sleep_ms; /* terminate sleeps (guarantee 1's window) */
     atomic_int gate;        /* V_GATE messages wait while 0 */
+    atomic_int in_gate;     /* a V_GATE handle is waiting */
     uint32_t max_queue;     /* of started actors */
     /* events */
     atomic_long ev[5];
@@ -113,9 +114,11 @@ static reki_next_t v_handle(void *state, void *msg, reki_pid_t self)
     struct vstate *s = state;
     struct vworld *w = s->w;
     struct vmsg *m = msg;
-    if (m->action == V_GATE)
+    if (m->action == V_GATE) {
+        atomic_store(&w->in_gate, 1);
         while (!atomic_load(&w->gate))
             t_sleep_ms(1);
+    }
     if (m->key != s->key)
         atomic_fetch_add(&w->wrong_key, 1);
     long prev = atomic_load_explicit(&w->last[m->key][m->sender], memory_order_relaxed);
@@ -429,7 +432,7 @@ static void killed_leftovers(bool stop)
     bool ok;
     T_WAIT_UNTIL(ok, reki_lookup(w->reg, "k7", 2, &pid) == REKI_OK);
     cr_assert(ok);
-    T_WAIT_UNTIL(ok, reki_mailbox_len(w->rt, pid) == (size_t)(n - 1));
+    T_WAIT_UNTIL(ok, atomic_load(&w->in_gate) && reki_mailbox_len(w->rt, pid) == (size_t)(n - 1));
     cr_assert(ok);
     if (stop)
         cr_assert_eq(reki_stop(w->reg, "k7", 2), REKI_OK);
