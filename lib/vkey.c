@@ -123,6 +123,10 @@ static void let_go(struct reki__entry *e, int outcome, bool start, bool may_star
             return;
         }
         if (e->npend == 0) {
+            /* A key with no actor and nothing waiting starts its next life
+             * with a fresh restart intensity (the entry may be reaped, too). */
+            e->restarts = 0;
+            e->window = 0;
             e->gen++;
             atomic_store_explicit(&e->outcome, outcome, memory_order_relaxed);
             atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);

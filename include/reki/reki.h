@@ -466,7 +466,8 @@ typedef struct reki_registry_opts {
     uint32_t restart_period_ms; /* one key within the period and the key is given
                                    up.  0 = default: 3, 5000 ms.  The period is a
                                    window that opens at the first restart counted
-                                   in it. */
+                                   in it; the count starts over whenever the key
+                                   is left with no actor and nothing queued. */
     void (*drop)(void *msg);    /* messages by key that no actor of the key can take;
                                 NULL: such messages are discarded (they remain
                                 the caller's memory) */
