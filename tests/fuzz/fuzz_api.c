@@ -104,6 +104,7 @@ struct model {
     size_t data_starts;      /* lookup_or_start calls on keys outside the universe */
     reki_timer_t timers[64]; /* armed, for cancels (pending or not) */
     int ntimers;
+    reki_registry_t *vreg; /* virtual actors (do_vkey), made on first use */
 };
 
 /* Exits recorded so far: a call that begins now must not return any of
@@ -181,7 +182,7 @@ static reki_next_t actor_handle(void *state, void *msg, reki_pid_t self)
 static void actor_terminate(void *state, int reason)
 {
     struct actor *a = state;
-    if (reason < REKI_EXIT_NORMAL || reason > REKI_EXIT_SHUTDOWN || reki_alive(a->rt, a->self))
+    if (reason < REKI_EXIT_NORMAL || reason > REKI_EXIT_IDLE || reki_alive(a->rt, a->self))
         atomic_fetch_add(&bad, 1);
     if (a->rt == rt) /* pids of another runtime may have the same values */
         note_exited(a->self);
@@ -751,6 +752,56 @@ static void do_call(struct model *m, struct in *in)
     CHECK(reki_caller() == 0, "a plain thread has a caller");
 }
 
+/* Virtual actors: reki_send_key and reki_await on a registry with a start,
+ * passivation (1 ms) and TRANSIENT restarts.  Every message accepted by key
+ * is handled or dropped (counted with the others at finish). */
+static int vstart_fn(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
+{
+    (void)key;
+    (void)keylen;
+    (void)arg;
+    return reki_spawn(r, &beh, NULL, NULL, out);
+}
+
+static void do_vkey(struct model *m, struct in *in)
+{
+    if (m->vreg == NULL) {
+        reki_registry_opts_t o = {0};
+        o.start = vstart_fn;
+        o.idle_ms = 1;
+        o.restart = REKI_RESTART_TRANSIENT;
+        o.max_restarts = 2;
+        o.restart_period_ms = 50;
+        o.drop = msg_drop;
+        CHECK(reki_registry_new(rt, &o, &m->vreg) == REKI_OK, "virtual registry_new failed");
+    }
+    struct key k = pick_key(in);
+    uint8_t b = u8(in);
+    if (b & 0x80) {
+        reki_pid_t pid = 0;
+        int rc = reki_await(m->vreg, k.p, k.len, b & 1, &pid);
+        if (!k.valid)
+            CHECK(rc == REKI_EINVAL, "await with a bad key returned %d", rc);
+        else
+            CHECK(rc == REKI_OK || rc == REKI_ETIMEDOUT, "await returned %d", rc);
+        CHECK(rc != REKI_OK || pid != 0, "await returned pid 0");
+        return;
+    }
+    int *msg = malloc(sizeof(*msg));
+    CHECK(msg != NULL, "out of memory");
+    *msg = 1 + b % 3;
+    int rc = reki_send_key(m->vreg, k.p, k.len, msg);
+    if (!k.valid)
+        CHECK(rc == REKI_EINVAL, "send_key with a bad key returned %d", rc);
+    else
+        CHECK(rc == REKI_OK, "send_key returned %d", rc);
+    if (rc != REKI_OK) {
+        free(msg);
+        return;
+    }
+    m->accepted++;
+}
+
 static void do_rt_churn(struct model *m, struct in *in)
 {
     if (m->rt_churned)
@@ -795,7 +846,7 @@ static void do_misc(struct model *m, struct in *in)
     CHECK(reki_inbox_pid(NULL) == 0, "inbox_pid(NULL)");
     CHECK(reki_rt_new(NULL, NULL) == REKI_EINVAL, "rt_new out NULL");
     /* Any capacity: refused beyond REKI_REGISTRY_CAPACITY_MAX, never a hang. */
-    reki_registry_opts_t o = {(size_t)u64(in)};
+    reki_registry_opts_t o = {.capacity = (size_t)u64(in)};
     if (o.capacity <= REKI_REGISTRY_CAPACITY_MAX)
         o.capacity &= 0xfff; /* an honoured capacity, kept small: inputs stay fast */
     reki_registry_t *r = NULL;
@@ -850,6 +901,7 @@ static void setup(void)
 static void finish(struct model *m)
 {
     reki_inbox_free(m->inbox);
+    reki_registry_free(m->vreg);
     reki_registry_free(m->reg);
     for (size_t i = 0; i < m->npids; i++)
         reki_kill(rt, m->pids[i]);
@@ -907,6 +959,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 10: do_inbox(&m, &in); break;
         case 11: settle(&m); break;
         case 12: (u8(&in) & 1) ? replace_registry(&m) : do_rt_churn(&m, &in); break;
+        case 13: (u8(&in) & 1) ? do_vkey(&m, &in) : do_misc(&m, &in); break;
         case 14: do_timer(&m, &in); break;
         case 15: do_call(&m, &in); break;
         default: do_misc(&m, &in); break;
