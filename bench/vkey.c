@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,13 @@ static long rss_kib(void)
         fclose(f);
     }
     return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Bytes the process's malloc has handed out and not got back. */
+static long heap_kib(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (long)((mi.uordblks + mi.hblkhd) / 1024);
 }
 
 static void sleep_ms(int ms)
@@ -245,7 +253,7 @@ struct sender {
 
 static void bench_million(unsigned long n)
 {
-    long rss0 = rss_kib();
+    long rss0 = rss_kib(), heap0 = heap_kib();
     reki_rt_t *rt;
     reki_registry_t *reg;
     reki_registry_opts_t o = {.start = start,
@@ -269,6 +277,8 @@ static void bench_million(unsigned long n)
     sleep_ms(300); /* the reaper frees entries as keys stay free */
     reki_registry_stats_t st;
     reki_registry_stats(reg, &st);
+    long heap_pass = heap_kib();
+    malloc_trim(0); /* glibc keeps freed pages; give them back to compare RSS */
     long rss_pass = rss_kib();
     /* 1 % active for 2 s: one thread sends round robin to them. */
     unsigned long active = n / 100;
@@ -300,9 +310,9 @@ static void bench_million(unsigned long n)
         "million  %lu keys activated in %.2f s (%.2fM/s), %zu live: RSS %+ld KiB (%.0f B/actor)\n",
         n, act_s, (double)n / act_s / 1e6, live, rss_live - rss0,
         (double)(rss_live - rss0) * 1024.0 / (double)n);
-    printf("         all passivated: RSS %+ld KiB over the start, %zu entries left of %lu keys "
-           "(reaped %llu)\n",
-           rss_pass - rss0, st.entries, n, (unsigned long long)st.reaped);
+    printf("         all passivated: malloc'd bytes in use %+ld KiB over the start, RSS %+ld KiB "
+           "after malloc_trim; %zu entries left of %lu keys (reaped %llu)\n",
+           heap_pass - heap0, rss_pass - rss0, st.entries, n, (unsigned long long)st.reaped);
     printf("         1%% active (%lu keys, %zu live): %.2fM msgs/s, CPU %.0f%% of one core, RSS "
            "%+ld KiB\n",
            active, active_live, (double)sent / a_s / 1e6, 100.0 * a_cpu / a_s, rss_active - rss0);

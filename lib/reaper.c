@@ -25,7 +25,10 @@
  * Who runs it: the thread that frees an entry (the actor's exit path, on a
  * worker or dedicated thread, or a failed start's caller), and the thread
  * that inserts a new key, each for one bounded step (REAP_STEP entries, one
- * writer-lock hold), if no other thread is reaping (trylock).  So a registry
+ * writer-lock hold), if no other thread is reaping (trylock).  A registry
+ * with start threads (virtual actors) also has them run steps before they
+ * sleep, so the FREE entries that a wave of passivations leaves behind are
+ * reaped once the wave is over, when no free or insert comes to do it.  So a registry
  * keeps pace with its own churn and costs nothing when idle, and no step
  * scans the table.  A running reki_foreach pins every entry (the reaper
  * waits), and reki_registry_free stops it.
@@ -123,8 +126,11 @@ void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e)
      * queue's head line). */
     static _Thread_local unsigned tick;
     queue_if_free(reg, e);
-    if (over_budget(reg, 0) || (++tick & (AGE_STRIDE - 1)) == 0)
-        reki__reaper_step(reg);
+    /* A full step: there is more to reap.  A registry with start threads
+     * hands the rest to one of them (woken only if asleep). */
+    if ((over_budget(reg, 0) || (++tick & (AGE_STRIDE - 1)) == 0) &&
+        reki__reaper_step(reg) == REAP_STEP && reg->starter)
+        reki__starter_kick(reg);
 }
 
 void reki__reaper_after_insert(reki_registry_t *reg)
@@ -196,11 +202,11 @@ static bool examine(reki_registry_t *reg, struct reki__entry **batch, size_t *n,
     return true;
 }
 
-void reki__reaper_step(reki_registry_t *reg)
+size_t reki__reaper_step(reki_registry_t *reg)
 {
     if (atomic_load_explicit(&reg->closing, memory_order_relaxed) ||
         pthread_mutex_trylock(&reg->rlock) != 0)
-        return;
+        return 0;
     struct reki__entry *batch[REAP_STEP];
     size_t n = 0;
     uint64_t now = now_ms();
@@ -209,4 +215,5 @@ void reki__reaper_step(reki_registry_t *reg)
     if (n > 0)
         reap(reg, batch, n);
     pthread_mutex_unlock(&reg->rlock);
+    return n;
 }

@@ -238,6 +238,8 @@ void reki__vkey_run_start(struct reki__entry *e);
 int reki__starter_new(reki_registry_t *reg);
 /* Queue a start of e (held, STARTING); never fails once the pool exists. */
 void reki__starter_push(reki_registry_t *reg, struct reki__entry *e);
+/* Wake a sleeping start thread, if any, to run reaper steps. */
+void reki__starter_kick(reki_registry_t *reg);
 /* No start is queued or running any more: join the threads, free. */
 void reki__starter_free(reki_registry_t *reg);
 
@@ -251,6 +253,6 @@ void reki__reaper_note_free(reki_registry_t *reg, struct reki__entry *e);
 void reki__reaper_after_insert(reki_registry_t *reg);
 /* A bounded step: unlink entries that stayed FREE, while the registry holds
  * more than its budget or they are older than the reaper's epoch. */
-void reki__reaper_step(reki_registry_t *reg);
+size_t reki__reaper_step(reki_registry_t *reg); /* entries taken to reap */
 
 #endif /* REKI_REGISTRY_H */

@@ -29,8 +29,9 @@
 
 #include "registry.h"
 
-#define SLOW_NS 1000000 /* a start running this long counts as blocked */
-#define SPINS 64        /* looks at an empty queue before sleeping */
+#define SLOW_NS 1000000       /* a start running this long counts as blocked */
+#define SPINS 64              /* looks at an empty queue before sleeping */
+#define REAP_IDLE_STEPS 65536 /* reaper steps before a sleep, at most */
 
 struct reki__starter {
     struct __cds_wfcq_head head;
@@ -45,6 +46,7 @@ struct reki__starter {
     pthread_mutex_t grow;       /* thread creation and nthreads */
     _Atomic unsigned nthreads;
     unsigned eager; /* threads made without waiting: online CPUs */
+    reki_registry_t *reg;
     pthread_t threads[REKI__STARTERS_MAX];
 };
 
@@ -92,6 +94,12 @@ static void *starter_main(void *arg)
             sched_yield();
             continue;
         }
+        /* About to sleep: reap what passivations left FREE (bounded, and
+         * only while steps find entries to reap). */
+        for (unsigned i = 0; i < REAP_IDLE_STEPS && cds_wfcq_empty(&s->head, &s->tail) &&
+                             reki__reaper_step(s->reg) > 0;
+             i++)
+            ;
         uint32_t seen = atomic_load_explicit(&s->wake, memory_order_seq_cst);
         atomic_fetch_add_explicit(&s->sleepers, 1, memory_order_seq_cst);
         if (cds_wfcq_empty(&s->head, &s->tail) &&
@@ -118,6 +126,7 @@ int reki__starter_new(reki_registry_t *reg)
     atomic_init(&s->nthreads, 1);
     pthread_mutex_init(&s->grow, NULL);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->reg = reg;
     s->eager = cpus < 2 ? 2 : cpus > REKI__STARTERS_MAX ? REKI__STARTERS_MAX : (unsigned)cpus;
     int rc = reki__thread_create(&s->threads[0], starter_main, s);
     if (rc != REKI_OK) {
@@ -168,6 +177,15 @@ void reki__starter_push(reki_registry_t *reg, struct reki__entry *e)
     if (q > (long)atomic_load_explicit(&s->free, memory_order_relaxed) &&
         atomic_load_explicit(&s->nthreads, memory_order_relaxed) < REKI__STARTERS_MAX)
         maybe_grow(s);
+}
+
+void reki__starter_kick(reki_registry_t *reg)
+{
+    struct reki__starter *s = reg->starter;
+    if (atomic_load_explicit(&s->sleepers, memory_order_seq_cst) > 0) {
+        atomic_fetch_add_explicit(&s->wake, 1, memory_order_seq_cst);
+        reki__futex_wake(&s->wake, 1);
+    }
 }
 
 void reki__starter_free(reki_registry_t *reg)
