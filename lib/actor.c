@@ -201,12 +201,13 @@ bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller,
 bool reki__proc_idle_tick(struct reki__proc *p, uint32_t period)
 {
     /* Runs between two handles, on the actor's own thread: a handle still
-     * running is activity by construction.  Two quiet ticks in a row (no
-     * handle since the previous one) and an empty mailbox: idle for at
-     * least one period, at most two, then it exits. */
-    if (p->idle_quiet < 2)
+     * running is activity by construction.  Three ticks with no handle
+     * since the first (the first may come just after a handle) and an
+     * empty mailbox: idle for at least two periods (idle_ms), at most
+     * three, then it exits. */
+    if (p->idle_quiet < 3)
         p->idle_quiet++;
-    if (p->idle_quiet >= 2 && atomic_load_explicit(&p->qlen, memory_order_relaxed) == 0 &&
+    if (p->idle_quiet >= 3 && atomic_load_explicit(&p->qlen, memory_order_relaxed) == 0 &&
         reki__proc_exit(p, REKI_EXIT_IDLE)) {
         reki__proc_finish(p);
         return false;

@@ -105,13 +105,30 @@ struct link_pub {
     reki_pid_t pid;
     struct reki__proc *p;
     bool was_empty; /* the key's queue went into an empty mailbox */
+    bool arm_idle;  /* give the actor its idle tick */
 };
+
+/* Under the actor's lock: an actor gets one idle tick, from the first of
+ * its registries with idle_ms (a start may return a pid already registered
+ * elsewhere; two ticks would halve its idle time). */
+static bool first_idle_link(struct reki__entry *e, struct reki__proc *p)
+{
+    if (!e->reg->idle_period || (p->kind != REKI__LIGHT && p->kind != REKI__DEDICATED))
+        return false;
+    for (struct reki__hook *h = p->links; h; h = h->next) {
+        struct reki__entry *o = REKI__CONTAINER_OF(h, struct reki__entry, link);
+        if (o != e && o->reg->idle_period)
+            return false;
+    }
+    return true;
+}
 
 /* Under plock and the actor's lock. */
 static void link_publish(void *arg)
 {
     struct link_pub *lp = arg;
     lp->was_empty = reki__vkey_splice(lp->e, lp->p);
+    lp->arm_idle = first_idle_link(lp->e, lp->p);
     atomic_store_explicit(&lp->e->linked, lp->pid, memory_order_relaxed);
     atomic_store_explicit(&lp->e->owner, NULL, memory_order_relaxed);
     /* seq_cst: release for lookups' acquire of word (publishes linked too),
@@ -125,7 +142,7 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
 {
     reki_rt_t *rt = e->rt;
     reki_registry_t *reg = e->reg;
-    struct link_pub lp = {e, pid, NULL, false};
+    struct link_pub lp = {e, pid, NULL, false, false};
     int rc = REKI_EDEAD;
     /* The actor's EXITED waits until our STARTED is reported. */
     if (reg->on_event)
@@ -147,7 +164,7 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
         if (lp.was_empty)
             reki__proc_wake(p);
         reki__entry_changed(e);
-        reki__vkey_linked(e, p);
+        reki__vkey_linked(e, p, lp.arm_idle);
     }
     reki__rcu_read_unlock();
     if (reg->on_event) {

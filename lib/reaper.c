@@ -204,9 +204,15 @@ static bool examine(reki_registry_t *reg, struct reki__entry **batch, size_t *n,
 
 size_t reki__reaper_step(reki_registry_t *reg)
 {
-    if (atomic_load_explicit(&reg->closing, memory_order_relaxed) ||
-        pthread_mutex_trylock(&reg->rlock) != 0)
+    /* Inside a read-side section (nested in the caller's, if any):
+     * reki_registry_free stores closing, then waits a grace period before it
+     * walks the entries, so a step that missed closing is over by then. */
+    reki__rcu_read_lock();
+    if (atomic_load_explicit(&reg->closing, memory_order_seq_cst) ||
+        pthread_mutex_trylock(&reg->rlock) != 0) {
+        reki__rcu_read_unlock();
         return 0;
+    }
     struct reki__entry *batch[REAP_STEP];
     size_t n = 0;
     uint64_t now = now_ms();
@@ -215,5 +221,6 @@ size_t reki__reaper_step(reki_registry_t *reg)
     if (n > 0)
         reap(reg, batch, n);
     pthread_mutex_unlock(&reg->rlock);
+    reki__rcu_read_unlock();
     return n;
 }

@@ -222,8 +222,9 @@ void reki__vkey_event(struct reki__entry *e, reki_pid_t pid, int event, int deta
 /* Under plock, inside the actor's lock (link_publish): move the key's queue
  * into p's mailbox ahead of anything sent after; true if it was empty. */
 bool reki__vkey_splice(struct reki__entry *e, struct reki__proc *p);
-/* After a link: wake reki_await callers, arm the idle tick. */
-void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p);
+/* After a link: wake reki_await callers, arm the idle tick (arm_idle: the
+ * actor's first link to a registry with idle_ms). */
+void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p, bool arm_idle);
 /* The holder gives e up: messages waiting for the key go to the registry's
  * drop, then e goes FREE with outcome. */
 void reki__vkey_release(struct reki__entry *e, int outcome);

@@ -88,7 +88,7 @@ bool reki__vkey_splice(struct reki__entry *e, struct reki__proc *p)
     return r == CDS_WFCQ_RET_DEST_EMPTY;
 }
 
-void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p)
+void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p, bool arm_idle)
 {
     reki_registry_t *reg = e->reg;
     /* seq_cst: Dekker with reki_await's "awaiters + 1; read seq; look up",
@@ -97,7 +97,7 @@ void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p)
         atomic_fetch_add_explicit(&reg->await_seq, 1, memory_order_seq_cst);
         reki__futex_wake(&reg->await_seq, INT32_MAX);
     }
-    if (reg->idle_period && (p->kind == REKI__LIGHT || p->kind == REKI__DEDICATED))
+    if (arm_idle)
         (void)reki__timer_idle(p, reg->idle_period); /* out of memory: never idles */
 }
 
@@ -118,8 +118,11 @@ static void let_go(struct reki__entry *e, int outcome, bool start, bool may_star
             atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
             atomic_store_explicit(&e->word, REKI__E_STARTING, memory_order_seq_cst);
             reki__spin_unlock(&e->plock);
-            reki__rcu_read_unlock();
+            /* Inside the read-side section: reki_registry_free frees the
+             * start threads a grace period after the last entry went FREE,
+             * and the start we queue may make it FREE at once. */
             reki__starter_push(reg, e);
+            reki__rcu_read_unlock();
             return;
         }
         if (e->npend == 0) {
@@ -282,7 +285,9 @@ static int send_insert(struct send *s)
     }
     s->env = NULL;
     reki__reaper_after_insert(reg);
+    reki__rcu_read_lock(); /* as in let_go */
     reki__starter_push(reg, e);
+    reki__rcu_read_unlock();
     return REKI_OK;
 }
 
@@ -350,8 +355,8 @@ static int attempt(struct send *s)
         enqueue_pending(e, s->env, s->msg);
         reki__spin_unlock(&e->plock);
         s->env = NULL;
+        reki__starter_push(reg, e); /* inside the read-side section: as in let_go */
         reki__rcu_read_unlock();
-        reki__starter_push(reg, e);
         return REKI_OK;
     }
     if (w == REKI__E_DEAD) {
@@ -399,12 +404,22 @@ int reki_await(reki_registry_t *reg, const void *key, size_t keylen, int timeout
     reki__table_hash(reg, key, keylen, &h);
     if (reki__table_hit(reg, h, key, keylen, out))
         return REKI_OK;
-    if (atomic_load_explicit(&reg->closing, memory_order_acquire))
-        return REKI_ESHUTDOWN;
+    /* The key's own start, waiting for itself, would wait out its timeout. */
+    uint64_t w = 0;
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, h, key, keylen, &w);
+    bool self = e && w == REKI__E_STARTING &&
+                atomic_load_explicit(&e->owner, memory_order_relaxed) == reki__thread_token();
+    reki__rcu_read_unlock();
+    if (self)
+        return REKI_EDEADLK;
     if (timeout_ms == 0)
-        return REKI_ETIMEDOUT;
+        return atomic_load_explicit(&reg->closing, memory_order_acquire) ? REKI_ESHUTDOWN
+                                                                         : REKI_ETIMEDOUT;
     struct timespec ts;
     const struct timespec *deadline = reki__deadline(&ts, timeout_ms) ? &ts : NULL;
+    /* Counted before closing is looked at: reki_registry_free stores
+     * closing, then waits for the count to drop to 0 (seq_cst both). */
     atomic_fetch_add_explicit(&reg->awaiters, 1, memory_order_seq_cst);
     int rc;
     for (;;) {

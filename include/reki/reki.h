@@ -456,7 +456,8 @@ typedef struct reki_registry_opts {
                             for idle_ms exits with REKI_EXIT_IDLE: it is
                             checked every idle_ms / 2 (rounded up), so it exits
                             between idle_ms and 1.5 x idle_ms (plus a tick)
-                            after its last handle.  A handle still running is
+                            after its last handle.  An actor registered in
+                            several such registries keeps the first one's.  A handle still running is
                             activity; pending timers are not (they end with the
                             actor, to its drop).  Inboxes never idle. */
     int restart;                /* REKI_RESTART_*; other values: REKI_EINVAL.  Never
@@ -600,9 +601,11 @@ REKI_API int reki_foreach(reki_registry_t *reg,
  * Never waits for a start or an exit: while the key's actor is starting,
  * restarting or exiting, msg is queued for the key (the key's queue) and
  * handed to the actor that comes next.  Starts (and restarts) for
- * reki_send_key run on the registry's start threads (up to 16, made as
- * needed, kept until reki_registry_free): a slow start delays neither the
- * sender nor other keys, unless 16 starts block at once.
+ * reki_send_key run on the registry's start threads (one per CPU made as
+ * needed; more, up to 16, once every one has been stuck in a start for a
+ * millisecond; all kept until reki_registry_free): a slow start delays
+ * neither its sender nor, by more than about a millisecond, other keys,
+ * unless 16 starts block at once.
  *
  * Nothing is lost: a message accepted (REKI_OK) is handled exactly once by
  * one of the key's actors, messages from one sender in the order sent,
@@ -634,7 +637,8 @@ REKI_API int reki_send_key(reki_registry_t *reg, const void *key, size_t keylen,
  * reki_await: wait until a live actor is registered under key, without
  * starting one.
  * Returns: REKI_OK and *out; REKI_ETIMEDOUT (timeout_ms, -1 = forever, 0 =
- *   just look); REKI_ESHUTDOWN (the registry is being freed); REKI_EINVAL.
+ *   just look); REKI_ESHUTDOWN (the registry is being freed); REKI_EINVAL;
+ *   REKI_EDEADLK (called from the start that is starting this key).
  * Thread-safety: MT-safe; blocks the calling thread (from a light actor it
  *   occupies the worker, like reki_call).
  */

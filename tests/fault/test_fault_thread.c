@@ -219,5 +219,5 @@ FTEST(registry_new_start_thread)
                        f_nothing,
                        &r,
                        REKI_EAGAIN};
-    cr_assert_eq(f_every_thread(&fc), 1, "one start thread made with the registry");
+    cr_assert_eq(f_every_thread(&fc), 2, "a start thread and the supervisor, with the registry");
 }

@@ -51,7 +51,8 @@ struct vworld {
     int terminate_sleep_ms; /* terminate sleeps (guarantee 1's window) */
     atomic_int gate;        /* V_GATE messages wait while 0 */
     atomic_int in_gate;     /* a V_GATE handle is waiting */
-    uint32_t max_queue;     /* of started actors */
+    atomic_ulong last_handle_ms, last_term_ms;
+    uint32_t max_queue; /* of started actors */
     /* events */
     atomic_long ev[5];
     atomic_long ev_exit_reason[5];
@@ -138,6 +139,7 @@ static reki_next_t v_handle(void *state, void *msg, reki_pid_t self)
         long n = atomic_fetch_add(&stops_total, 1) + 1;
         next = (w->crash_every && n % w->crash_every == 0) ? REKI_CRASH : REKI_STOP;
     }
+    atomic_store(&w->last_handle_ms, t_now_ms());
     /* counted last: the test may free the world once handled reaches its total */
     atomic_fetch_add(&w->handled, 1);
     return next;
@@ -152,6 +154,7 @@ static void v_terminate(void *state, int reason)
     if (w->terminate_sleep_ms)
         t_sleep_ms(w->terminate_sleep_ms);
     atomic_fetch_sub(&w->live_actors, 1);
+    atomic_store(&w->last_term_ms, t_now_ms());
     atomic_store(&w->active[s->key], 0);
     atomic_fetch_add(&w->terminates, 1);
     free(s);
@@ -479,6 +482,9 @@ Test(virtual, idle_actor_passivates_and_comes_back)
     cr_assert(ok);
     uint64_t lived = t_now_ms() - t0;
     cr_assert_geq(lived, 40, "passivated after %llu ms", (unsigned long long)lived);
+    uint64_t quiet = atomic_load(&w->last_term_ms) - atomic_load(&w->last_handle_ms);
+    cr_assert_geq(quiet, 40, "passivated %llu ms after its last handle (idle_ms 40)",
+                  (unsigned long long)quiet);
     cr_assert_eq(atomic_load(&w->reasons[REKI_EXIT_IDLE]), 1);
     T_WAIT_UNTIL(ok, atomic_load(&w->ev_exit_reason[REKI_EXIT_IDLE]) == 1);
     cr_assert(ok);
@@ -853,5 +859,55 @@ Test(virtual, inbox_under_a_key_gets_queued_messages)
     reki_registry_free(w->reg);
     reki_rt_free(w->rt);
     cr_assert_eq(atomic_load(&w->dup), 0);
+    world_free(w);
+}
+
+/* Starts that wait for other keys' starts: the start threads grow past one
+ * per CPU when every one is stuck, so the inner starts run (a start thread
+ * pool that only grew when a start was queued left them waiting forever). */
+static reki_registry_t *nest_reg;
+static atomic_int nest_rc[8];
+
+static int nest_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
+{
+    int k = key_index(key, keylen);
+    if (k < 4) {
+        /* an outer key: start key k + 4 by sending to it, and wait for it */
+        char kb[16];
+        size_t kl = vkey(kb, k + 4);
+        struct vmsg *m = malloc(sizeof *m);
+        *m = (struct vmsg){k + 4, 1, k, V_PLAIN};
+        int rc = reki_send_key(nest_reg, kb, kl, m);
+        reki_pid_t inner;
+        if (rc == REKI_OK)
+            rc = reki_await(nest_reg, kb, kl, 20000, &inner);
+        atomic_store(&nest_rc[k], rc == REKI_OK ? 1 : rc);
+        /* its own key, from its own start: an error, not a wait */
+        reki_pid_t me;
+        if (reki_await(nest_reg, key, keylen, 20000, &me) != REKI_EDEADLK)
+            atomic_store(&nest_rc[k], -999);
+    }
+    return v_start(rt, key, keylen, arg, out);
+}
+
+Test(virtual, starts_waiting_on_other_starts_get_threads)
+{
+    struct vworld *w = world_new();
+    reki_registry_opts_t o = vopts(w);
+    o.start = nest_start;
+    world_up(w, &o);
+    nest_reg = w->reg;
+    uint64_t t0 = t_now_ms();
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(send_one(w, k, 0, k, V_PLAIN), REKI_OK);
+    cr_assert(wait_total(w, 8));
+    uint64_t took = t_now_ms() - t0;
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(atomic_load(&nest_rc[k]), 1, "outer start %d: %d", k,
+                     atomic_load(&nest_rc[k]));
+    cr_assert_lt(took, 5000, "nested starts took %llu ms", (unsigned long long)took);
+    reki_registry_free(w->reg);
+    reki_rt_free(w->rt);
+    assert_clean(w);
     world_free(w);
 }
