@@ -49,11 +49,6 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
         reki__free(reg);
         return rc;
     }
-    if (o.start && (rc = reki__starter_new(reg)) != REKI_OK) {
-        reki__table_destroy(reg);
-        reki__free(reg);
-        return rc;
-    }
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
@@ -64,6 +59,14 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
     atomic_init(&reg->closing, 0);
     atomic_init(&reg->iterating, 0);
     atomic_init(&reg->drain_seq, 0);
+    /* Last: the start threads run reaper steps on reg from the start. */
+    if (o.start && (rc = reki__starter_new(reg)) != REKI_OK) {
+        reki__reaper_destroy(reg);
+        pthread_mutex_destroy(&reg->wlock);
+        reki__table_destroy(reg);
+        reki__free(reg);
+        return rc;
+    }
     /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
      * the lock to free the listed registries, so none is added after. */
     pthread_mutex_lock(&rt->objs_lock);
