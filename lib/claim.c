@@ -27,8 +27,7 @@
  */
 #include "registry.h"
 
-/* internal: go round again (distinct from every REKI_* code, REKI_STARTED included) */
-#define RETRY 2
+#define RETRY REKI__E_LOST
 
 struct call {
     reki_registry_t *reg;
@@ -67,22 +66,11 @@ static int claim(struct call *c)
     struct reki__entry *e = reki__entry_new(reg, c->key, c->keylen, c->h);
     if (!e)
         return REKI_ENOMEM;
-    uint64_t w;
-    pthread_mutex_lock(&reg->wlock);
-    int rc = REKI_OK;
-    if (atomic_load_explicit(&reg->closing, memory_order_relaxed))
-        rc = REKI_ESHUTDOWN;
-    else if (reki__table_get(reg, c->h, c->key, c->keylen, &w))
-        rc = RETRY; /* another caller claimed it first */
-    else if (!reki__table_put(reg, e))
-        rc = REKI_ENOMEM;
-    pthread_mutex_unlock(&reg->wlock);
+    int rc = reki__entry_insert(reg, e);
     if (rc != REKI_OK) {
         reki__free(e); /* never published */
         return rc;
     }
-    REKI__YIELD();
-    reki__reaper_after_insert(reg); /* one more entry: keep the budget */
     return run_start(c, e);
 }
 
@@ -90,21 +78,10 @@ static int claim(struct call *c)
  * function ends.  One CAS decides the claim. */
 static int claim_free(struct call *c, struct reki__entry *e, uint64_t w)
 {
-    /* seq_cst: Dekker with reki_registry_free's "closing; grace period;
-     * scan": a claim that did not see closing is over before the scan. */
-    if (atomic_load_explicit(&c->reg->closing, memory_order_seq_cst)) {
-        reki__rcu_read_unlock();
-        return REKI_ESHUTDOWN;
-    }
-    /* acq_rel: acquires the previous holder's writes (gen, outcome); the
-     * winner's later writes are released by its link or its release. */
-    if (!atomic_compare_exchange_strong_explicit(&e->word, &w, REKI__E_STARTING,
-                                                 memory_order_acq_rel, memory_order_relaxed)) {
-        reki__rcu_read_unlock();
-        return RETRY;
-    }
-    atomic_store_explicit(&e->owner, reki__thread_token(), memory_order_relaxed);
+    int rc = reki__entry_claim(c->reg, e, w, reki__thread_token());
     reki__rcu_read_unlock();
+    if (rc != REKI_OK)
+        return rc;
     REKI__YIELD();
     return run_start(c, e);
 }
@@ -196,10 +173,8 @@ static int attempt(struct call *c)
         return REKI_EDEADLK;
     }
     if (w == REKI__E_DEAD) {
-        /* Reaped: unlinked under the writer lock, which orders us after it. */
         reki__rcu_read_unlock();
-        pthread_mutex_lock(&reg->wlock);
-        pthread_mutex_unlock(&reg->wlock);
+        reki__entry_after_reap(reg);
         return RETRY;
     }
     return wait_entry(c, e, w);

@@ -88,6 +88,47 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
     return e;
 }
 
+int reki__entry_insert(reki_registry_t *reg, struct reki__entry *e)
+{
+    uint64_t w;
+    int rc = REKI_OK;
+    pthread_mutex_lock(&reg->wlock);
+    if (atomic_load_explicit(&reg->closing, memory_order_relaxed))
+        rc = REKI_ESHUTDOWN;
+    else if (reki__table_get(reg, e->hash, e->key, e->keylen, &w))
+        rc = REKI__E_LOST; /* another caller claimed the key first */
+    else if (!reki__table_put(reg, e))
+        rc = REKI_ENOMEM;
+    pthread_mutex_unlock(&reg->wlock);
+    if (rc == REKI_OK) {
+        REKI__YIELD();
+        reki__reaper_after_insert(reg); /* one more entry: keep the budget */
+    }
+    return rc;
+}
+
+int reki__entry_claim(reki_registry_t *reg, struct reki__entry *e, uint64_t w, const void *owner)
+{
+    /* seq_cst: Dekker with reki_registry_free's "closing; grace period;
+     * scan": a claim that did not see closing is over before the scan. */
+    if (atomic_load_explicit(&reg->closing, memory_order_seq_cst))
+        return REKI_ESHUTDOWN;
+    /* acq_rel: acquires the previous holder's writes (gen, outcome); the
+     * winner's later writes are released by its link or its release. */
+    if (!atomic_compare_exchange_strong_explicit(&e->word, &w, REKI__E_STARTING,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return REKI__E_LOST;
+    atomic_store_explicit(&e->owner, owner, memory_order_relaxed);
+    return REKI_OK;
+}
+
+void reki__entry_after_reap(reki_registry_t *reg)
+{
+    /* Reaped: unlinked under the writer lock, which orders us after it. */
+    pthread_mutex_lock(&reg->wlock);
+    pthread_mutex_unlock(&reg->wlock);
+}
+
 void reki__entry_changed(struct reki__entry *e)
 {
     /* seq_cst: Dekker with a waiter's "waiters + 1; read seq; read word",

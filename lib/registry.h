@@ -199,6 +199,19 @@ void reki__table_remove(reki_registry_t *reg, struct reki__entry *e);
 
 struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_t keylen,
                                     ck_ht_hash_t h);
+/* "Go round again": a claim or an insert lost to another caller (distinct
+ * from every REKI_* code, REKI_STARTED included). */
+#define REKI__E_LOST 2
+/* Insert a new, held (STARTING) entry under wlock: REKI_OK (then a reaper
+ * step if over budget), REKI__E_LOST (the key has an entry now: e is not
+ * published, the caller frees it), REKI_ENOMEM or REKI_ESHUTDOWN. */
+int reki__entry_insert(reki_registry_t *reg, struct reki__entry *e);
+/* Claim e, seen FREE(g) (w) inside the caller's read-side section: one CAS
+ * FREE(g) -> STARTING, the claim's linearization point.  REKI_OK (held, with
+ * owner stored), REKI__E_LOST or REKI_ESHUTDOWN. */
+int reki__entry_claim(reki_registry_t *reg, struct reki__entry *e, uint64_t w, const void *owner);
+/* An entry was seen DEAD (reaped): wait until its unlink is done. */
+void reki__entry_after_reap(reki_registry_t *reg);
 /* Link a started pid to e (publishes LIVE) or REKI_EDEAD. */
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
 /* STARTING or EXITING -> FREE(gen + 1) with outcome, then wake waiters and

@@ -39,7 +39,7 @@
 
 #include "registry.h"
 
-#define RETRY 2
+#define RETRY REKI__E_LOST
 
 static uint64_t now_ms(void)
 {
@@ -269,22 +269,12 @@ static int send_insert(struct send *s)
     reki__spin_lock(&e->plock);
     enqueue_pending(e, s->env, s->msg);
     reki__spin_unlock(&e->plock);
-    uint64_t w;
-    int rc = REKI_OK;
-    pthread_mutex_lock(&reg->wlock);
-    if (atomic_load_explicit(&reg->closing, memory_order_relaxed))
-        rc = REKI_ESHUTDOWN;
-    else if (reki__table_get(reg, s->h, s->key, s->keylen, &w))
-        rc = RETRY;
-    else if (!reki__table_put(reg, e))
-        rc = REKI_ENOMEM;
-    pthread_mutex_unlock(&reg->wlock);
+    int rc = reki__entry_insert(reg, e);
     if (rc != REKI_OK) {
         reki__free(e); /* never published; the envelope is still ours */
         return rc;
     }
     s->env = NULL;
-    reki__reaper_after_insert(reg);
     reki__rcu_read_lock(); /* as in let_go */
     reki__starter_push(reg, e);
     reki__rcu_read_unlock();
@@ -340,17 +330,12 @@ static int attempt(struct send *s)
         return rc;
     }
     if (reki__word_is_free(w)) {
-        /* seq_cst: as claim_free's, against reki_registry_free. */
-        if (atomic_load_explicit(&reg->closing, memory_order_seq_cst)) {
+        /* Held by no thread (owner NULL): the start runs on a start thread. */
+        rc = reki__entry_claim(reg, e, w, NULL);
+        if (rc != REKI_OK) {
             reki__rcu_read_unlock();
-            return REKI_ESHUTDOWN;
+            return rc;
         }
-        if (!atomic_compare_exchange_strong_explicit(&e->word, &w, REKI__E_STARTING,
-                                                     memory_order_acq_rel, memory_order_relaxed)) {
-            reki__rcu_read_unlock();
-            return RETRY;
-        }
-        atomic_store_explicit(&e->owner, NULL, memory_order_relaxed);
         reki__spin_lock(&e->plock);
         enqueue_pending(e, s->env, s->msg);
         reki__spin_unlock(&e->plock);
@@ -360,10 +345,8 @@ static int attempt(struct send *s)
         return REKI_OK;
     }
     if (w == REKI__E_DEAD) {
-        /* Reaped: unlinked under the writer lock, which orders us after it. */
         reki__rcu_read_unlock();
-        pthread_mutex_lock(&reg->wlock);
-        pthread_mutex_unlock(&reg->wlock);
+        reki__entry_after_reap(reg);
         return RETRY;
     }
     /* Held (STARTING or EXITING): queue for the next actor, if still held. */
