@@ -240,11 +240,6 @@ void reki__entry_release_tail(struct reki__entry *e)
     }
 }
 
-void reki__entry_release(struct reki__entry *e, int outcome)
-{
-    reki__vkey_release(e, outcome);
-}
-
 static void entry_rcu_cb(struct rcu_head *head)
 {
     reki__rcu_reclaim_acquire();

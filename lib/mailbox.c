@@ -71,31 +71,25 @@ int reki__mbox_pop(struct reki__proc *p, void **msg, reki_pid_t *caller, struct 
     struct reki__env *e = REKI__CONTAINER_OF(n, struct reki__env, node);
     void *m = atomic_load_explicit(&e->msg, memory_order_acquire);
     uint64_t via = atomic_load_explicit(&e->via, memory_order_relaxed);
-    if (!(via & REKI__VIA_TAG)) {
-        reki__free(e);
-        atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
-        *msg = m;
-        if (caller)
-            *caller = via;
-        if (kenv)
-            *kenv = NULL;
-        return REKI__POP_MSG;
-    }
-    if ((via & REKI__VIA_KIND) == (REKI__VIA_IDLE & REKI__VIA_KIND)) {
-        reki__free(e);
+    bool tagged = (via & REKI__VIA_TAG) != 0;
+    if (tagged && (via & REKI__VIA_KIND) == (REKI__VIA_IDLE & REKI__VIA_KIND)) {
+        reki__free(e); /* an idle tick: never counted */
         *msg = (void *)(uintptr_t)(via & REKI__VIA_LOW);
         return REKI__POP_IDLE;
     }
-    /* By key: the envelope goes with the message, to be freed or to be
-     * the exit path's leftover. */
     atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
     *msg = m;
     if (caller)
-        *caller = 0;
-    if (kenv)
+        *caller = tagged ? 0 : via;
+    /* By key: the envelope goes with the message, to be freed or to be the
+     * exit path's leftover. */
+    if (tagged && kenv) {
         *kenv = e;
-    else
-        reki__free(e);
+        return REKI__POP_MSG;
+    }
+    if (kenv)
+        *kenv = NULL;
+    reki__free(e);
     return REKI__POP_MSG;
 }
 

@@ -215,7 +215,8 @@ void reki__entry_after_reap(reki_registry_t *reg);
 /* Link a started pid to e (publishes LIVE) or REKI_EDEAD. */
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
 /* STARTING or EXITING -> FREE(gen + 1) with outcome, then wake waiters and
- * let the reaper see it.  Called by the entry's holder, with no lock held. */
+ * let the reaper see it; messages queued for the key go to the registry's
+ * drop first (vkey.c).  Called by the entry's holder, with no lock held. */
 void reki__entry_release(struct reki__entry *e, int outcome);
 /* Under plock, inside a read-side section, by the holder: store FREE(gen)
  * (gen and outcome already written). */
@@ -238,9 +239,6 @@ bool reki__vkey_splice(struct reki__entry *e, struct reki__proc *p);
 /* After a link: wake reki_await callers, arm the idle tick (arm_idle: the
  * actor's first link to a registry with idle_ms). */
 void reki__vkey_linked(struct reki__entry *e, struct reki__proc *p, bool arm_idle);
-/* The holder gives e up: messages waiting for the key go to the registry's
- * drop, then e goes FREE with outcome. */
-void reki__vkey_release(struct reki__entry *e, int outcome);
 /* The exited hook of a link: leftovers, restart or not, release. */
 void reki__vkey_exited(struct reki__entry *e, reki_pid_t pid, int reason);
 /* On a start thread: start e (held, STARTING) with the registry's start. */

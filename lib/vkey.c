@@ -150,7 +150,7 @@ static void let_go(struct reki__entry *e, int outcome, bool start, bool may_star
     }
 }
 
-void reki__vkey_release(struct reki__entry *e, int outcome)
+void reki__entry_release(struct reki__entry *e, int outcome)
 {
     let_go(e, outcome, false, false);
 }
@@ -197,11 +197,8 @@ void reki__vkey_exited(struct reki__entry *e, reki_pid_t pid, int reason)
             e->restarts = 0;
         }
         if (e->restarts >= reg->max_restarts) {
-            uint32_t n = e->restarts;
-            e->restarts = 0;
-            e->window = 0;
-            reki__vkey_event(e, pid, REKI_EVENT_GAVE_UP, (int)n);
-            let_go(e, 0, false, false);
+            reki__vkey_event(e, pid, REKI_EVENT_GAVE_UP, (int)e->restarts);
+            let_go(e, 0, false, false); /* FREE: the count starts over */
             return;
         }
         e->restarts++;
