@@ -437,6 +437,7 @@ struct reki_rt {
     struct reki__worker *workers;
     unsigned nworkers;
     _Atomic uint32_t ec_seq;   /* worker event count (futex) */
+    _Atomic uint32_t waking;   /* a futex wake is on its way (sched.c) */
     _Atomic uint32_t sleepers; /* workers asleep or about to be */
     _Atomic int stop;          /* workers: finish queued work and leave */
     _Atomic int shutdown;      /* reki_rt_free has begun */

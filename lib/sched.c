@@ -79,6 +79,9 @@ static bool idle_wait(reki_rt_t *rt, struct reki__worker *w)
      * (it wakes to find work queued at once, below). */
     w->spin /= 2;
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+    /* A wake-up announced before this point may have gone to another
+     * worker: have the next push announce one again (see reki__sched_push). */
+    atomic_store_explicit(&rt->waking, 0, memory_order_seq_cst);
     uint32_t seq = atomic_load_explicit(&rt->ec_seq, memory_order_seq_cst);
     bool stop = atomic_load_explicit(&rt->stop, memory_order_seq_cst);
     bool work = any_work(rt);
@@ -95,6 +98,8 @@ static bool idle_wait(reki_rt_t *rt, struct reki__worker *w)
         w->spin = SPIN_MIN; /* work came while we went to sleep: spinning would have paid */
     }
     atomic_fetch_sub_explicit(&rt->sleepers, 1, memory_order_seq_cst);
+    /* Awake: let the next push wake another sleeper, to share a burst. */
+    atomic_store_explicit(&rt->waking, 0, memory_order_seq_cst);
     return work || !stop;
 }
 
@@ -130,7 +135,8 @@ void reki__sched_push(reki_rt_t *rt, struct reki__proc *p)
     cds_wfcq_enqueue(&w->head, &w->tail, &p->rq_node);
     /* Dekker with idle_wait: enqueue, fence, read sleepers. */
     REKI__FENCE();
-    if (atomic_load_explicit(&rt->sleepers, memory_order_seq_cst) > 0) {
+    if (atomic_load_explicit(&rt->sleepers, memory_order_seq_cst) > 0 &&
+        !atomic_exchange_explicit(&rt->waking, 1, memory_order_seq_cst)) {
         atomic_fetch_add_explicit(&rt->ec_seq, 1, memory_order_seq_cst);
         reki__futex_wake(&rt->ec_seq, 1);
     }

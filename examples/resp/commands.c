@@ -286,6 +286,7 @@ static void sub_change(struct conn *c, uint8_t op, const char *name, size_t len)
     s->p = b.p;
     s->len = b.len;
     s->pending = 1;
+    s->unsub = op == OP_UNSUB;
     const char *err;
     if (send_part(c, srv.channels, 'c', op, seq, 0, name, len, NULL, 0, 0, 0, &err) != 0) {
         /* Nothing changed in the channel: undo the change here too. */

@@ -71,17 +71,28 @@ struct slot *conn_slot_new(struct conn *c, uint64_t *seq)
 
 static void slot_clear(struct conn *c, struct slot *s)
 {
+    for (struct prepush *q = s->pre, *next; q; q = next) {
+        next = q->next;
+        c->held -= q->p->len;
+        push_unref(q->p);
+        free(q);
+    }
     switch (s->kind) {
     case SLOT_BYTES:
         free(s->p);
         break;
     case SLOT_MSG:
+        if (s->p && ((struct kmsg *)s->p)->rkind == R_BYTES)
+            c->held -= ((struct kmsg *)s->p)->outlen;
         kmsg_free(s->p);
         break;
     case SLOT_ARRAY: {
         struct kmsg **parts = s->p;
-        for (uint32_t i = 0; parts && i < s->n; i++)
+        for (uint32_t i = 0; parts && i < s->n; i++) {
+            if (parts[i] && parts[i]->rkind == R_BYTES)
+                c->held -= parts[i]->outlen;
             kmsg_free(parts[i]);
+        }
         free(parts);
         break;
     }
@@ -109,6 +120,9 @@ static int emit_msg(rbuf_t *o, const struct kmsg *m)
 static int emit(struct conn *c, struct slot *s)
 {
     rbuf_t *o = &c->out;
+    for (struct prepush *q = s->pre; q; q = q->next)
+        if (rbuf_put(o, q->p->bytes, q->p->len) != 0)
+            return -1;
     if (s->err)
         return resp_error(o, s->err);
     switch (s->kind) {
@@ -137,7 +151,9 @@ static int emit(struct conn *c, struct slot *s)
 void conn_flush_ready(struct conn *c)
 {
     bool any = false;
-    while (c->head < c->tail && !c->closed) {
+    /* Replies beyond out_soft stay in their slots until the client reads:
+     * copying them out would only double what the slow client costs. */
+    while (c->head < c->tail && !c->closed && c->out.len - c->out.off <= srv.o.out_soft) {
         struct slot *s = conn_slot(c, c->head);
         if (s->pending)
             break;
@@ -220,6 +236,8 @@ void conn_on_kmsg(struct kmsg *m)
     }
     uint64_t seq = m->seq;
     struct slot *s = conn_slot(c, seq);
+    if (m->rkind == R_BYTES)
+        c->held += m->outlen; /* until emitted: counted against out_soft */
     switch (s->kind) {
     case SLOT_MSG:
         s->p = m;
@@ -229,6 +247,8 @@ void conn_on_kmsg(struct kmsg *m)
             s->sum += m->num;
         else
             s->err = ERR_ACTOR;
+        if (m->rkind == R_BYTES)
+            c->held -= m->outlen;
         kmsg_free(m);
         break;
     case SLOT_ARRAY:
@@ -239,6 +259,8 @@ void conn_on_kmsg(struct kmsg *m)
     default: /* SLOT_BYTES prepared for (UN)SUBSCRIBE: this is its acknowledgement */
         if (dropped)
             s->err = ERR_ACTOR;
+        if (m->rkind == R_BYTES)
+            c->held -= m->outlen;
         kmsg_free(m);
     }
     if (--s->pending == 0 && seq == c->head)
@@ -262,6 +284,25 @@ void conn_on_push(struct conn *c, struct push *p)
             conn_touch(c);
         return;
     }
+    for (uint64_t q = c->head; q < c->tail; q++) {
+        struct slot *u = conn_slot(c, q);
+        if (!u->unsub || !u->pending)
+            continue;
+        struct prepush *pp = malloc(sizeof(*pp));
+        if (!pp) {
+            conn_close(c);
+            return;
+        }
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+        pp->p = p;
+        pp->next = NULL;
+        struct prepush **at = &u->pre; /* no tail pointer: the ring may move */
+        while (*at)
+            at = &(*at)->next;
+        *at = pp;
+        c->held += p->len;
+        return;
+    }
     uint64_t seq;
     struct slot *s = conn_slot_new(c, &seq);
     if (!s) {
@@ -283,7 +324,8 @@ void conn_on_release(struct conn *c)
 
 static bool over_bounds(const struct conn *c)
 {
-    return c->out.len - c->out.off > srv.o.out_soft || c->tail - c->head > srv.o.max_pipeline;
+    return c->out.len - c->out.off + c->held > srv.o.out_soft ||
+           c->tail - c->head > srv.o.max_pipeline;
 }
 
 static void set_paused(struct conn *c, bool paused)
@@ -391,6 +433,11 @@ int conn_write(struct conn *c)
         return -1; /* QUIT or protocol error: everything said */
     if (!more && c->out.cap > 1024 * 1024) {
         rbuf_free(&c->out); /* give back what a large reply took */
+    }
+    if (!more && c->head < c->tail && !conn_slot(c, c->head)->pending) {
+        conn_flush_ready(c); /* what waited for room (above out_soft) */
+        if (c->out.len > c->out.off)
+            return conn_write(c);
     }
     if (more != c->want_out) {
         c->want_out = more;

@@ -10,7 +10,8 @@
  * is pending skips the ring and goes straight to the output buffer.
  *
  * Bounds: reading stops (and parsing with it) while more than out_soft bytes
- * wait to be written or more than max_pipeline replies are pending, and
+ * wait (to be written, or in slots behind a reply not yet come) or more than
+ * max_pipeline replies are pending, and
  * resumes when the client has caught up; a client that lets out_hard bytes
  * pile up (only published messages can do that) is disconnected, as Redis
  * does with its pub/sub output limit.  Other connections never wait.
@@ -30,9 +31,17 @@ enum slot_kind {
     SLOT_PUSH   /* p: struct push */
 };
 
+/* Published messages to write before a slot's own reply (see conn_on_push). */
+struct prepush {
+    struct push *p;
+    struct prepush *next;
+};
+
 struct slot {
     uint32_t pending; /* answers still to come; 0 = complete */
     uint8_t kind;
+    bool unsub;       /* an UNSUBSCRIBE reply waiting for its acknowledgement */
+    struct prepush *pre; /* in arrival order */
     const char *err;  /* an answer failed: the reply is this error line */
     uint32_t n;
     int64_t sum;
@@ -60,7 +69,7 @@ struct conn {
     struct slot *ring;
     size_t ring_cap;          /* a power of two */
     uint64_t head, tail;      /* slots [head, tail) are pending */
-    size_t held;              /* bytes of published messages waiting in slots */
+    size_t held;              /* reply and push bytes waiting in slots */
     /* channels subscribed: sorted by memcmp order, binary-searched (no hash a
      * client could attack) */
     struct chname **chans;

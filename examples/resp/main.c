@@ -54,7 +54,7 @@ static int parse_args(int argc, char **argv, server_opts_t *o)
 {
     *o = (server_opts_t){.bind = "127.0.0.1", .port = 6379, .io_threads = 1, .idle_ms = 1000,
                          .max_bulk = (size_t)512 << 20, .out_soft = 1 << 20,
-                         .out_hard = 32 << 20, .max_pipeline = 4096};
+                         .out_hard = 32 << 20, .max_pipeline = 1024};
     for (int i = 1; i < argc; i++) {
         unsigned long long v;
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -172,6 +172,9 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A shell starts background jobs with SIGINT ignored: serve it anyway. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
 
     srv.listen_fd = listen_on(srv.o.bind, &srv.o.port);
     srv.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
