@@ -12,6 +12,10 @@
  * reads `ec_seq`, re-checks every queue and only then waits on `ec_seq`; a
  * pusher enqueues, fences, and bumps `ec_seq` if anyone sleeps.  Either the
  * sleeper sees the work or the pusher sees the sleeper: no lost wake-up.
+ * Only one wake-up is on its way at a time (`waking`): a burst of pushes to
+ * a sleeping pool makes one futex call, not one per message; each worker
+ * clears the flag as it goes to sleep (after reading `ec_seq`, see
+ * idle_wait) and as it wakes.
  * Workers spin briefly first, since a futex round trip costs more than most
  * handlers, but only while spinning pays: each worker keeps a spin budget
  * that doubles (up to SPIN_MAX rounds) when work arrived during a spin and
@@ -79,10 +83,18 @@ static bool idle_wait(reki_rt_t *rt, struct reki__worker *w)
      * (it wakes to find work queued at once, below). */
     w->spin /= 2;
     atomic_fetch_add_explicit(&rt->sleepers, 1, memory_order_seq_cst);
-    /* A wake-up announced before this point may have gone to another
-     * worker: have the next push announce one again (see reki__sched_push). */
-    atomic_store_explicit(&rt->waking, 0, memory_order_seq_cst);
+    REKI__YIELD();
     uint32_t seq = atomic_load_explicit(&rt->ec_seq, memory_order_seq_cst);
+    /* A wake-up announced before this point may have gone to another
+     * worker: have the next push announce one again (reki__sched_push).
+     * Cleared only after seq is read: a push that takes the flag from now
+     * on bumps ec_seq after that read, so the futex_wait below cannot sleep
+     * through it; a push that found the flag taken before the clear did its
+     * enqueue before it, so the re-check below sees the work.  (Clearing
+     * before reading seq let a push's bump be read as the value to sleep on,
+     * leaving the flag set with every worker asleep.) */
+    atomic_store_explicit(&rt->waking, 0, memory_order_seq_cst);
+    REKI__YIELD();
     bool stop = atomic_load_explicit(&rt->stop, memory_order_seq_cst);
     bool work = any_work(rt);
     if (!work && !stop) {
@@ -133,6 +145,7 @@ void reki__sched_push(reki_rt_t *rt, struct reki__proc *p)
         w = &rt->workers[reki__tls_next_rr() % rt->nworkers];
     cds_wfcq_node_init(&p->rq_node);
     cds_wfcq_enqueue(&w->head, &w->tail, &p->rq_node);
+    REKI__YIELD();
     /* Dekker with idle_wait: enqueue, fence, read sleepers. */
     REKI__FENCE();
     if (atomic_load_explicit(&rt->sleepers, memory_order_seq_cst) > 0 &&

@@ -167,7 +167,7 @@ step_fuzz() {
     local dir=$out/fuzz scratch
     mkdir -p "$out"
     command -v clang-14 >/dev/null || { echo "clang-14 is not installed"; return 1; }
-    CC=clang-14 build "$dir" reki-fuzz -- "${common[@]}" -DREKI_WERROR=OFF \
+    CC=clang-14 build "$dir" reki-fuzz reki-fuzz-resp -- "${common[@]}" -DREKI_WERROR=OFF \
         -DREKI_BUILD_TOOLS=OFF -DREKI_FUZZ=ON -DREKI_SANITIZE=address || return 1
     run ctest --test-dir "$dir" -L fuzz --output-on-failure --no-tests=error || return 1
     scratch=$dir/corpus-run
@@ -175,7 +175,12 @@ step_fuzz() {
     # New inputs go to the scratch directory; the committed corpus is only read.
     run timeout $((fuzz_secs + 300)) "$dir/tests/fuzz/reki-fuzz" -max_total_time="$fuzz_secs" \
         -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/" \
-        "$scratch" "$root/tests/fuzz/corpus"
+        "$scratch" "$root/tests/fuzz/corpus" || return 1
+    # reki-resp's request parser: bytes from untrusted clients.
+    mkdir -p "$scratch-resp"
+    run timeout $((fuzz_secs + 300)) "$dir/tests/fuzz/reki-fuzz-resp" -max_total_time="$((fuzz_secs / 2))" \
+        -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/resp-" \
+        "$scratch-resp" "$root/tests/fuzz/corpus-resp"
 }
 
 start=$SECONDS

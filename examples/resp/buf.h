@@ -22,12 +22,12 @@ void rbuf_consume(rbuf_t *b, size_t n);
 void rbuf_compact(rbuf_t *b);
 void rbuf_free(rbuf_t *b);
 
-int resp_simple(rbuf_t *b, const char *s);          /* +s */
-int resp_error(rbuf_t *b, const char *s);           /* -s (s includes "ERR ...") */
-int resp_int(rbuf_t *b, long long v);               /* :v */
-int resp_bulk(rbuf_t *b, const void *s, size_t n);  /* $n s */
-int resp_nil(rbuf_t *b);                            /* $-1 */
-int resp_array(rbuf_t *b, long long n);             /* *n */
+int resp_simple(rbuf_t *b, const char *s);         /* +s */
+int resp_error(rbuf_t *b, const char *s);          /* -s (s includes "ERR ...") */
+int resp_int(rbuf_t *b, long long v);              /* :v */
+int resp_bulk(rbuf_t *b, const void *s, size_t n); /* $n s */
+int resp_nil(rbuf_t *b);                           /* $-1 */
+int resp_array(rbuf_t *b, long long n);            /* *n */
 
 /* The length of resp_bulk's output for n bytes. */
 size_t resp_bulk_size(size_t n);

@@ -135,9 +135,7 @@ static reki_next_t chan_handle(void *state, void *msg, reki_pid_t self)
         m->num = (int64_t)reached;
         break;
     }
-    default:
-        m->rkind = R_BYTES;
-        m->out = NULL;
+    default: m->rkind = R_BYTES; m->out = NULL;
     }
     kmsg_return(m);
     if (c->n == 0 && reki_mailbox_len(srv.rt, self) == 0)

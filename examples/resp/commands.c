@@ -28,14 +28,10 @@ static const char ERR_NOMEM[] = "ERR out of memory";
 static const char *send_error(int rc)
 {
     switch (rc) {
-    case REKI_EFULL:
-        return "ERR the key's mailbox is full";
-    case REKI_ESHUTDOWN:
-        return "ERR the server is shutting down";
-    case REKI_EINVAL:
-        return "ERR key is longer than 4095 bytes";
-    default:
-        return ERR_NOMEM;
+    case REKI_EFULL: return "ERR the key's mailbox is full";
+    case REKI_ESHUTDOWN: return "ERR the server is shutting down";
+    case REKI_EINVAL: return "ERR key is longer than 4095 bytes";
+    default: return ERR_NOMEM;
     }
 }
 
@@ -118,8 +114,8 @@ static void many_keys(struct conn *c, uint8_t op, size_t argc, const char **argv
     s->pending = (uint32_t)n;
     for (size_t i = 0; i < n; i++) {
         const char *err;
-        if (send_part(c, srv.keys, 'k', op, seq, (uint32_t)i, argv[i + 1], lens[i + 1], NULL, 0,
-                      0, 0, &err) != 0) {
+        if (send_part(c, srv.keys, 'k', op, seq, (uint32_t)i, argv[i + 1], lens[i + 1], NULL, 0, 0,
+                      0, &err) != 0) {
             s->err = err;
             s->pending--;
         }
@@ -436,7 +432,10 @@ static void cmd_command(struct conn *c, size_t argc, const char **argv, const si
 static void cmd_config(struct conn *c, size_t argc, const char **argv, const size_t *lens)
 {
     static const char *const params[][2] = {
-        {"save", ""}, {"appendonly", "no"}, {"maxmemory", "0"}, {"databases", "1"},
+        {"save", ""},
+        {"appendonly", "no"},
+        {"maxmemory", "0"},
+        {"databases", "1"},
     };
     if (!is(argv[1], lens[1], "get") || argc < 3) {
         conn_reply_error(c, argc < 3 && is(argv[1], lens[1], "get")
@@ -462,7 +461,6 @@ static void cmd_config(struct conn *c, size_t argc, const char **argv, const siz
     rbuf_free(&items);
     reply_now(c, &b, rc);
 }
-
 
 static void cmd_info(struct conn *c, size_t argc, const char **argv, const size_t *lens)
 {
@@ -531,7 +529,8 @@ static void unknown(struct conn *c, size_t argc, const char **argv, const size_t
 {
     char line[512], name[130], arg[130];
     quote(name, sizeof(name), argv[0], lens[0], 128);
-    int n = snprintf(line, sizeof(line), "ERR unknown command '%s', with args beginning with: ", name);
+    int n =
+        snprintf(line, sizeof(line), "ERR unknown command '%s', with args beginning with: ", name);
     for (size_t i = 1; i < argc && n > 0 && (size_t)n < sizeof(line) - 140; i++) {
         quote(arg, sizeof(arg), argv[i], lens[i], 128);
         n += snprintf(line + n, sizeof(line) - (size_t)n, "'%s' ", arg);

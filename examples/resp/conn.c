@@ -78,9 +78,7 @@ static void slot_clear(struct conn *c, struct slot *s)
         free(q);
     }
     switch (s->kind) {
-    case SLOT_BYTES:
-        free(s->p);
-        break;
+    case SLOT_BYTES: free(s->p); break;
     case SLOT_MSG:
         if (s->p && ((struct kmsg *)s->p)->rkind == R_BYTES)
             c->held -= ((struct kmsg *)s->p)->outlen;
@@ -100,8 +98,7 @@ static void slot_clear(struct conn *c, struct slot *s)
         c->held -= ((struct push *)s->p)->len;
         push_unref(s->p);
         break;
-    default:
-        break;
+    default: break;
     }
     memset(s, 0, sizeof(*s));
 }
@@ -126,12 +123,9 @@ static int emit(struct conn *c, struct slot *s)
     if (s->err)
         return resp_error(o, s->err);
     switch (s->kind) {
-    case SLOT_BYTES:
-        return rbuf_put(o, s->p, s->len);
-    case SLOT_MSG:
-        return emit_msg(o, s->p);
-    case SLOT_SUM:
-        return resp_int(o, s->sum);
+    case SLOT_BYTES: return rbuf_put(o, s->p, s->len);
+    case SLOT_MSG: return emit_msg(o, s->p);
+    case SLOT_SUM: return resp_int(o, s->sum);
     case SLOT_ARRAY: {
         struct kmsg **parts = s->p;
         if (resp_array(o, s->n) != 0)
@@ -141,10 +135,8 @@ static int emit(struct conn *c, struct slot *s)
                 return -1;
         return 0;
     }
-    case SLOT_PUSH:
-        return rbuf_put(o, ((struct push *)s->p)->bytes, ((struct push *)s->p)->len);
-    default:
-        return 0;
+    case SLOT_PUSH: return rbuf_put(o, ((struct push *)s->p)->bytes, ((struct push *)s->p)->len);
+    default: return 0;
     }
 }
 
@@ -239,9 +231,7 @@ void conn_on_kmsg(struct kmsg *m)
     if (m->rkind == R_BYTES)
         c->held += m->outlen; /* until emitted: counted against out_soft */
     switch (s->kind) {
-    case SLOT_MSG:
-        s->p = m;
-        break;
+    case SLOT_MSG: s->p = m; break;
     case SLOT_SUM:
         if (m->rkind == R_INT && !dropped)
             s->sum += m->num;
@@ -377,7 +367,8 @@ void conn_process(struct conn *c)
             break;
         if (rc != RESP_PARSE_OK) {
             char line[128];
-            snprintf(line, sizeof(line), "ERR %s", rc == RESP_PARSE_ERROR ? c->ps.err : "out of memory");
+            snprintf(line, sizeof(line), "ERR %s",
+                     rc == RESP_PARSE_ERROR ? c->ps.err : "out of memory");
             conn_reply_error(c, line);
             c->quit = true; /* as Redis: the error, then the connection closes */
             break;

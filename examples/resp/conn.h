@@ -40,9 +40,9 @@ struct prepush {
 struct slot {
     uint32_t pending; /* answers still to come; 0 = complete */
     uint8_t kind;
-    bool unsub;       /* an UNSUBSCRIBE reply waiting for its acknowledgement */
+    bool unsub;          /* an UNSUBSCRIBE reply waiting for its acknowledgement */
     struct prepush *pre; /* in arrival order */
-    const char *err;  /* an answer failed: the reply is this error line */
+    const char *err;     /* an answer failed: the reply is this error line */
     uint32_t n;
     int64_t sum;
     void *p;
@@ -57,19 +57,19 @@ struct conn {
     struct conn *prev, *next; /* the I/O thread's connections */
     struct conn *dirty_next;  /* on the thread's list of connections to write */
     bool dirty;
-    bool closed;              /* socket closed; freed when refs reaches 0 */
-    bool quit;                /* QUIT: close once the output is written */
-    bool paused;              /* reading stopped (bounds) */
-    bool want_out;            /* EPOLLOUT requested */
-    uint32_t refs;            /* kmsgs in flight + subscriptions held by channels */
+    bool closed;   /* socket closed; freed when refs reaches 0 */
+    bool quit;     /* QUIT: close once the output is written */
+    bool paused;   /* reading stopped (bounds) */
+    bool want_out; /* EPOLLOUT requested */
+    uint32_t refs; /* kmsgs in flight + subscriptions held by channels */
     uint64_t id;
     rbuf_t in;
     rbuf_t out;
     resp_parser_t ps;
     struct slot *ring;
-    size_t ring_cap;          /* a power of two */
-    uint64_t head, tail;      /* slots [head, tail) are pending */
-    size_t held;              /* reply and push bytes waiting in slots */
+    size_t ring_cap;     /* a power of two */
+    uint64_t head, tail; /* slots [head, tail) are pending */
+    size_t held;         /* reply and push bytes waiting in slots */
     /* channels subscribed: sorted by memcmp order, binary-searched (no hash a
      * client could attack) */
     struct chname **chans;

@@ -55,7 +55,8 @@ void info_text(rbuf_t *t)
     long long keys = atomic_load_explicit(&srv.n_keys, memory_order_relaxed);
 
     line(t, "# Server\r\nredis_version:7.0.0\r\nreki_version:%s\r\n", reki_version_string());
-    line(t, "redis_mode:standalone\r\nprocess_id:%ld\r\ntcp_port:%d\r\n", (long)getpid(), srv.o.port);
+    line(t, "redis_mode:standalone\r\nprocess_id:%ld\r\ntcp_port:%d\r\n", (long)getpid(),
+         srv.o.port);
     line(t, "uptime_in_seconds:%llu\r\n", (unsigned long long)(now_ms() - srv.started_ms) / 1000);
     line(t, "io_threads_active:%u\r\nreki_workers:%u\r\n", srv.o.io_threads, srv.o.workers);
     line(t, "\r\n# Clients\r\nconnected_clients:%zu\r\n", clients);
@@ -68,7 +69,8 @@ void info_text(rbuf_t *t)
     line(t, "key_actors:%zu\r\nchannel_actors:%zu\r\n", ks.live, cs.live);
     line(t, "keys:%lld\r\npassivated_keys:%zu\r\n", keys < 0 ? 0 : keys, store_count(srv.store));
     line(t, "actor_starts:%llu\r\nactor_exits:%llu\r\n", load(&srv.n_starts), load(&srv.n_exits));
-    line(t, "passivations:%llu\r\nmessages:%llu\r\n", load(&srv.n_passivations), load(&srv.n_messages));
+    line(t, "passivations:%llu\r\nmessages:%llu\r\n", load(&srv.n_passivations),
+         load(&srv.n_messages));
     line(t, "key_registry_entries:%zu\r\nkey_registry_reaped:%llu\r\n", ks.entries,
          (unsigned long long)ks.reaped);
     line(t, "\r\n# Keyspace\r\n");

@@ -83,7 +83,8 @@ static int parse_int(const char *s, size_t n, long long *out)
 
 static const char ERR_NOT_INT[] = "-ERR value is not an integer or out of range\r\n";
 static const char ERR_OVERFLOW[] = "-ERR increment or decrement would overflow\r\n";
-static const char ERR_TOO_BIG[] = "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n";
+static const char ERR_TOO_BIG[] =
+    "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n";
 static const char ERR_OOM[] = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 
 #define REPLY_LIT(m, s) kmsg_reply((m), (s), sizeof(s) - 1)
@@ -160,30 +161,17 @@ static reki_next_t key_handle(void *state, void *msg, reki_pid_t self)
     struct kmsg *m = msg;
     int rc = 0;
     switch (m->op) {
-    case OP_GET:
-        rc = kmsg_reply_bulk(m, k->exists ? k->val : NULL, k->len);
-        break;
-    case OP_SET:
-        rc = do_set(k, m);
-        break;
+    case OP_GET: rc = kmsg_reply_bulk(m, k->exists ? k->val : NULL, k->len); break;
+    case OP_SET: rc = do_set(k, m); break;
     case OP_DEL:
         reply_int(m, k->exists);
         clear_value(k);
         break;
-    case OP_EXISTS:
-        reply_int(m, k->exists);
-        break;
-    case OP_INCRBY:
-        rc = do_incrby(k, m);
-        break;
-    case OP_APPEND:
-        rc = do_append(k, m);
-        break;
-    case OP_STRLEN:
-        reply_int(m, (long long)k->len);
-        break;
-    default:
-        rc = REPLY_LIT(m, "-ERR internal: unknown operation\r\n");
+    case OP_EXISTS: reply_int(m, k->exists); break;
+    case OP_INCRBY: rc = do_incrby(k, m); break;
+    case OP_APPEND: rc = do_append(k, m); break;
+    case OP_STRLEN: reply_int(m, (long long)k->len); break;
+    default: rc = REPLY_LIT(m, "-ERR internal: unknown operation\r\n");
     }
     if (rc != 0) { /* no memory for the reply: the I/O thread says so */
         m->out = NULL;

@@ -13,6 +13,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,14 +30,15 @@ struct server srv;
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: reki-resp [--port N] [--bind ADDR] [--io-threads N] [--workers N]\n"
-                    "                 [--idle-ms N] [--max-bulk BYTES]\n"
-                    "  --port        TCP port (default 6379; 0 = any free port, printed)\n"
-                    "  --bind        IPv4 address to listen on (default 127.0.0.1)\n"
-                    "  --io-threads  I/O threads (default 1)\n"
-                    "  --workers     reki worker threads for the actors (default: one per CPU)\n"
-                    "  --idle-ms     a key's actor passivates after this long unused (default 1000)\n"
-                    "  --max-bulk    largest bulk string accepted (default 536870912)\n");
+    fprintf(stderr,
+            "usage: reki-resp [--port N] [--bind ADDR] [--io-threads N] [--workers N]\n"
+            "                 [--idle-ms N] [--max-bulk BYTES]\n"
+            "  --port        TCP port (default 6379; 0 = any free port, printed)\n"
+            "  --bind        IPv4 address to listen on (default 127.0.0.1)\n"
+            "  --io-threads  I/O threads (default 1)\n"
+            "  --workers     reki worker threads for the actors (default: one per CPU)\n"
+            "  --idle-ms     a key's actor passivates after this long unused (default 1000)\n"
+            "  --max-bulk    largest bulk string accepted (default 536870912)\n");
 }
 
 static int parse_num(const char *s, unsigned long long max, unsigned long long *out)
@@ -52,9 +54,14 @@ static int parse_num(const char *s, unsigned long long max, unsigned long long *
 
 static int parse_args(int argc, char **argv, server_opts_t *o)
 {
-    *o = (server_opts_t){.bind = "127.0.0.1", .port = 6379, .io_threads = 1, .idle_ms = 1000,
-                         .max_bulk = (size_t)512 << 20, .out_soft = 1 << 20,
-                         .out_hard = 32 << 20, .max_pipeline = 1024};
+    *o = (server_opts_t){.bind = "127.0.0.1",
+                         .port = 6379,
+                         .io_threads = 1,
+                         .idle_ms = 1000,
+                         .max_bulk = (size_t)512 << 20,
+                         .out_soft = 1 << 20,
+                         .out_hard = 32 << 20,
+                         .max_pipeline = 1024};
     for (int i = 1; i < argc; i++) {
         unsigned long long v;
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -119,13 +126,35 @@ static void on_event(const void *key, size_t keylen, reki_pid_t pid, int event, 
     }
 }
 
+/*
+ * The main thread's job while serving: wait for SIGINT or SIGTERM, and once a
+ * second give back to the system the memory that passivated actors freed (a
+ * wave of passivations frees a lot at once, in the middle of malloc's heap,
+ * where it would otherwise stay resident).
+ */
+static int wait_for_signal(const sigset_t *set)
+{
+    unsigned long long seen = 0;
+    for (;;) {
+        struct timespec second = {.tv_sec = 1};
+        int sig = sigtimedwait(set, NULL, &second);
+        if (sig > 0)
+            return sig;
+        unsigned long long exits = atomic_load_explicit(&srv.n_exits, memory_order_relaxed);
+        if (exits != seen) {
+            seen = exits;
+            malloc_trim(0);
+        }
+    }
+}
+
 static int setup(void)
 {
     reki_rt_opts_t ro = {.workers = srv.o.workers};
     if (reki_rt_new(&ro, &srv.rt) != REKI_OK || store_new(&srv.store) != 0)
         return -1;
-    reki_registry_opts_t ko = {.start = keys_start, .idle_ms = srv.o.idle_ms,
-                               .drop = kmsg_dropped, .on_event = on_event};
+    reki_registry_opts_t ko = {
+        .start = keys_start, .idle_ms = srv.o.idle_ms, .drop = kmsg_dropped, .on_event = on_event};
     reki_registry_opts_t co = {.start = channels_start, .drop = kmsg_dropped, .on_event = on_event};
     if (reki_registry_new(srv.rt, &ko, &srv.keys) != REKI_OK ||
         reki_registry_new(srv.rt, &co, &srv.channels) != REKI_OK)
@@ -191,8 +220,7 @@ int main(int argc, char **argv)
         printf("reki-resp: listening on %s:%d (pid %ld, %u I/O threads)\n", srv.o.bind, srv.o.port,
                (long)getpid(), srv.o.io_threads);
         fflush(stdout);
-        int sig;
-        sigwait(&set, &sig);
+        int sig = wait_for_signal(&set);
         fprintf(stderr, "reki-resp: signal %d: shutting down\n", sig);
     } else {
         fprintf(stderr, "reki-resp: could not start an I/O thread\n");

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_HEADER 32 /* "$" or "*", 20 digits and a sign fit well within */
+#define MAX_HEADER 32     /* "$" or "*", 20 digits and a sign fit well within */
 #define HDR_BADNUM (-100) /* header(): the number is malformed */
 
 void resp_parser_init(resp_parser_t *p, size_t max_bulk)
@@ -173,7 +173,8 @@ static int parse_multibulk(resp_parser_t *p, const char *buf, size_t len, size_t
             if (buf[p->pos] != '$')
                 return fail(p, "Protocol error: expected '$'");
             rc = header(p, buf, len, &n, &next, "Protocol error: too big bulk count string");
-            if (rc == HDR_BADNUM || (rc == RESP_PARSE_OK && (n < 0 || (unsigned long long)n > p->max_bulk)))
+            if (rc == HDR_BADNUM ||
+                (rc == RESP_PARSE_OK && (n < 0 || (unsigned long long)n > p->max_bulk)))
                 return fail(p, "Protocol error: invalid bulk length");
             if (rc != RESP_PARSE_OK)
                 return rc;

@@ -24,8 +24,8 @@ enum {
     RESP_PARSE_NOMEM = -2  /* the argument table could not grow */
 };
 
-#define RESP_MAX_ARGS (1024 * 1024)   /* as redis-server */
-#define RESP_MAX_INLINE (64 * 1024)   /* as redis-server's PROTO_INLINE_MAX_SIZE */
+#define RESP_MAX_ARGS (1024 * 1024) /* as redis-server */
+#define RESP_MAX_INLINE (64 * 1024) /* as redis-server's PROTO_INLINE_MAX_SIZE */
 
 typedef struct resp_arg {
     size_t off; /* from the start of the request */
@@ -40,11 +40,11 @@ typedef struct resp_parser {
     resp_arg_t *argv;
     const char *err; /* RESP_PARSE_ERROR: the message, without "-ERR " */
     /* private: progress through the current request */
-    size_t cap;      /* slots in argv */
-    size_t pos;      /* bytes of the request already parsed */
-    long long want;  /* multibulk: arguments announced; 0 = not yet known */
-    long long bulk;  /* length of the bulk being read; -1 = reading its header */
-    size_t need;     /* no progress is possible before this many bytes */
+    size_t cap;     /* slots in argv */
+    size_t pos;     /* bytes of the request already parsed */
+    long long want; /* multibulk: arguments announced; 0 = not yet known */
+    long long bulk; /* length of the bulk being read; -1 = reading its header */
+    size_t need;    /* no progress is possible before this many bytes */
 } resp_parser_t;
 
 /* resp_parser_init: a parser with no request in progress. */

@@ -76,11 +76,11 @@ struct kmsg {
     uint32_t part;     /* index within a multi-key command */
     struct conn *conn; /* valid until this message returns to io */
     struct io *io;
-    uint64_t seq;      /* the request's slot */
-    int64_t num;       /* INCRBY's delta; R_INT's count */
-    uint32_t klen;     /* registry key: tag byte and client key */
-    size_t alen;       /* argument (value, message) */
-    char *out;         /* the reply: inl, or its own allocation */
+    uint64_t seq;  /* the request's slot */
+    int64_t num;   /* INCRBY's delta; R_INT's count */
+    uint32_t klen; /* registry key: tag byte and client key */
+    size_t alen;   /* argument (value, message) */
+    char *out;     /* the reply: inl, or its own allocation */
     size_t outlen;
     char inl[KMSG_INLINE];
     char data[]; /* key, then argument */
@@ -105,10 +105,10 @@ typedef struct server_opts {
     int port;
     unsigned io_threads;
     unsigned workers;
-    uint32_t idle_ms;    /* key actors passivate after this */
-    size_t max_bulk;     /* largest bulk string accepted */
-    size_t out_soft;     /* pause reading above this much output pending */
-    size_t out_hard;     /* close a connection above this much (pub/sub) */
+    uint32_t idle_ms;      /* key actors passivate after this */
+    size_t max_bulk;       /* largest bulk string accepted */
+    size_t out_soft;       /* pause reading above this much output pending */
+    size_t out_hard;       /* close a connection above this much (pub/sub) */
     unsigned max_pipeline; /* pause reading above this many replies pending */
 } server_opts_t;
 
@@ -129,7 +129,7 @@ struct server {
     atomic_ullong n_exits;
     atomic_ullong n_passivations;
     atomic_ullong n_connections;
-    atomic_llong n_keys;      /* keys that hold a value */
+    atomic_llong n_keys; /* keys that hold a value */
     atomic_ullong n_published;
 };
 

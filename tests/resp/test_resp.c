@@ -152,12 +152,14 @@ Test(resp, pipelined_replies_come_back_in_request_order)
             len += (size_t)sprintf(buf + len, "*1\r\n$4\r\nPING\r\n");
         else if (i % 10 == 7) {
             snprintf(num, sizeof(num), "%d", i);
-            len += (size_t)sprintf(buf + len, "*2\r\n$4\r\nECHO\r\n$%zu\r\n%s\r\n", strlen(num), num);
+            len +=
+                (size_t)sprintf(buf + len, "*2\r\n$4\r\nECHO\r\n$%zu\r\n%s\r\n", strlen(num), num);
         } else if (i % 10 == 9)
             len += (size_t)sprintf(buf + len, "*3\r\n$4\r\nMGET\r\n$%zu\r\n%s\r\n$5\r\nnokey\r\n",
                                    strlen(key), key);
         else
-            len += (size_t)sprintf(buf + len, "*2\r\n$4\r\nINCR\r\n$%zu\r\n%s\r\n", strlen(key), key);
+            len +=
+                (size_t)sprintf(buf + len, "*2\r\n$4\r\nINCR\r\n$%zu\r\n%s\r\n", strlen(key), key);
     }
     client_raw(c, buf, len);
     free(buf);
@@ -242,7 +244,8 @@ static void *churn_main(void *arg)
         client_cmd(sub, "SUBSCRIBE", "churn", NULL);
         char *ack = client_reply(sub);
         if (!ack || strcmp(ack, "*3[$subscribe,$churn,:1]") != 0) {
-            fprintf(stderr, "churn %d round %d: subscribe reply %s\n", ch->id, r, ack ? ack : "none");
+            fprintf(stderr, "churn %d round %d: subscribe reply %s\n", ch->id, r,
+                    ack ? ack : "none");
             ch->failed++;
         }
         free(ack);
@@ -415,7 +418,8 @@ Test(resp, a_client_that_never_reads_is_bounded_and_stalls_nobody)
         usleep(5000);
     }
     long grown_mb = (rss_kb(srv.pid) - rss0) / 1024;
-    cr_assert_lt(worst, 1.0, "another connection is answered within a second (worst %.3f s)", worst);
+    cr_assert_lt(worst, 1.0, "another connection is answered within a second (worst %.3f s)",
+                 worst);
     /* Bound: out_soft plus the GETs in flight when reading paused (at most
      * max_pipeline replies), far below the 1 GiB asked for. */
     cr_assert_lt(grown_mb, 400, "the server buffered %ld MiB for a client that does not read",
