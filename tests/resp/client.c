@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,6 +36,8 @@ server_t server_start(const char *const *args)
     if (pid < 0)
         die("fork");
     if (pid == 0) {
+        /* If the test dies (a crash, Criterion's timeout), so does its server. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(out[1], 1);
         close(out[0]);
         close(out[1]);

@@ -334,14 +334,16 @@ Test(resp, malformed_input_gets_an_error_then_the_connection_closes)
     }
     /* Inline commands work, as in Redis. */
     client_t *c = client_open(srv.port);
-    client_raw(c, "PING\r\nECHO  hi \r\n", 17);
+    static const char inl[] = "PING\r\nECHO  hi \r\n";
+    client_raw(c, inl, sizeof(inl) - 1);
     expect(c, "+PONG");
     expect(c, "$hi");
     client_close(c);
     /* Clients that vanish mid-command, mid-pipeline, mid-reply. */
     for (int i = 0; i < 50; i++) {
         c = client_open(srv.port);
-        client_raw(c, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc", 33);
+        static const char half[] = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc";
+        client_raw(c, half, sizeof(half) - 1);
         client_close(c);
         c = client_open(srv.port);
         for (int j = 0; j < 100; j++)
