@@ -172,9 +172,27 @@ static void run_idle(struct reki__proc *p)
     reki__rcu_read_unlock();
 }
 
+/* A hook said no (a fenced registry past its deadline, fence.c): under the
+ * actor's lock, where the hooks list is stable.  Runs only while some
+ * registry of the runtime is fenced. */
+static bool hooks_refuse(struct reki__proc *p)
+{
+    bool no = false;
+    reki__spin_lock(&p->lock);
+    for (struct reki__hook *h = p->links; h && !no; h = h->next)
+        no = h->may_handle && !h->may_handle(h);
+    reki__spin_unlock(&p->lock);
+    return no;
+}
+
 bool reki__proc_handle_one(struct reki__proc *p, void *msg, reki_pid_t caller,
                            struct reki__env *kenv)
 {
+    /* relaxed: a fence is attached before its registry's first start (so
+     * before this actor's link, which the mailbox pop has acquired). */
+    if (REKI__UNLIKELY(atomic_load_explicit(&p->rt->gated, memory_order_relaxed) != 0) &&
+        hooks_refuse(p))
+        (void)reki__proc_exit(p, REKI_EXIT_SHUTDOWN);
     if (atomic_load_explicit(&p->reason, memory_order_acquire) != REKI__ALIVE) {
         /* Dequeued after the exit: never handled.  By key, it goes to the
          * key's next actor; otherwise to drop. */

@@ -44,10 +44,13 @@ struct call {
 static int run_start(struct call *c, struct reki__entry *e)
 {
     reki_pid_t pid = 0;
-    int rc = c->start(c->reg->rt, c->key, c->keylen, c->arg, &pid);
+    int rc = reki__fence_enter(e);
+    if (rc == REKI_OK)
+        rc = c->start(c->reg->rt, c->key, c->keylen, c->arg, &pid);
     REKI__YIELD();
     if (rc >= 0)
         rc = reki__entry_link(e, pid);
+    reki__fence_leave(e, rc >= 0);
     if (rc < 0) {
         reki__vkey_event(e, 0, REKI_EVENT_START_FAILED, rc);
         /* Waiters share the error; messages queued by key meanwhile go to

@@ -46,6 +46,7 @@ static void link_marked(struct reki__hook *h, reki_pid_t pid)
 
 static void link_exited(struct reki__hook *h, reki_pid_t pid, int reason)
 {
+    reki__fence_exited(REKI__CONTAINER_OF(h, struct reki__entry, link));
     reki__vkey_exited(REKI__CONTAINER_OF(h, struct reki__entry, link), pid, reason);
 }
 
@@ -66,6 +67,7 @@ struct reki__entry *reki__entry_new(reki_registry_t *reg, const void *key, size_
     e->gen = 0;
     e->link.marked = link_marked;
     e->link.exited = link_exited;
+    reki__fence_hook_init(e);
     atomic_init(&e->qgen, 0);
     atomic_init(&e->qtime, 0);
     atomic_init(&e->seq, 0);

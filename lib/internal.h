@@ -228,6 +228,11 @@ struct reki__hook {
     void (*marked)(struct reki__hook *h, reki_pid_t pid);
     /* After terminate has returned, with no lock held. */
     void (*exited)(struct reki__hook *h, reki_pid_t pid, int reason);
+    /* Before each handle while rt->gated is nonzero, under the proc lock:
+     * false makes the actor exit with REKI_EXIT_SHUTDOWN instead (the
+     * message goes where messages dequeued after an exit go).  NULL: always
+     * true.  Must not block. */
+    bool (*may_handle)(struct reki__hook *h);
 };
 
 /* A CALLER is the reply address of one reki_call (call.c): a pid with no
@@ -438,6 +443,7 @@ struct reki_rt {
     unsigned nworkers;
     _Atomic uint32_t ec_seq;   /* worker event count (futex) */
     _Atomic uint32_t waking;   /* a futex wake is on its way (sched.c) */
+    _Atomic uint32_t gated;    /* hooks with may_handle may say no (fence.c) */
     _Atomic uint32_t sleepers; /* workers asleep or about to be */
     _Atomic int stop;          /* workers: finish queued work and leave */
     _Atomic int shutdown;      /* reki_rt_free has begun */

@@ -157,6 +157,7 @@ static void registry_destroy(reki_registry_t *reg)
     }
     reki__table_destroy(reg);
     reki__reaper_destroy(reg);
+    reki__fence_destroy(reg);
     pthread_mutex_destroy(&reg->wlock);
     reki__free(reg);
 }

@@ -53,6 +53,7 @@ struct reki__entry {
     _Atomic int outcome;      /* why the last start failed, or 0 */
     _Atomic uint8_t queued;   /* on the reaper's queue */
     uint32_t keylen;
+    uint32_t fshard; /* fenced shard + 1 while counted live (fence.c; holder, then exit path) */
     /* Virtual actors (vkey.c).  The key's queue: messages by key waiting
      * for the key's next actor, under plock, taken only by the holder (the
      * link splices it into the new actor's mailbox; a settle drops it).
@@ -118,10 +119,41 @@ struct reki_registry {
     void (*on_event)(const void *key, size_t keylen, reki_pid_t pid, int event, int detail,
                      void *arg);
     void *event_arg;
-    struct reki__starter *starter; /* NULL without start */
-    _Atomic uint32_t await_seq;    /* futex: bumped at links while awaiters > 0 */
-    _Atomic uint32_t awaiters;     /* reki_await calls waiting */
+    struct reki__starter *starter;       /* NULL without start */
+    _Atomic uint32_t await_seq;          /* futex: bumped at links while awaiters > 0 */
+    _Atomic uint32_t awaiters;           /* reki_await calls waiting */
+    _Atomic(struct reki__fence *) fence; /* fence.c; set once, freed with reg */
 };
+
+/* fence.c: a registry that serves only the shards it owns, until a
+ * deadline (the cluster's lease).  See fence.c's comment. */
+#define REKI__FENCE_MAX_SHARDS 65536u
+struct reki__fence {
+    _Atomic uint64_t until;  /* CLOCK_MONOTONIC ns: no handle nor start from then on */
+    _Atomic uint32_t active; /* 0: open (detached) */
+    unsigned nshards;
+    struct reki__hashkey key;
+    struct {
+        _Atomic uint32_t users; /* starts between enter and leave */
+        _Atomic uint32_t live;  /* actors linked, until their terminate returned */
+        _Atomic uint8_t owned;
+    } shard[];
+};
+uint64_t reki__fence_now_ns(void);
+int reki__fence_attach(reki_registry_t *reg, unsigned nshards, uint64_t k0, uint64_t k1,
+                       struct reki__fence **out);
+void reki__fence_detach(reki_registry_t *reg);
+void reki__fence_destroy(reki_registry_t *reg);
+unsigned reki__fence_shard(const struct reki__fence *f, const void *key, size_t keylen);
+void reki__fence_set_until(struct reki__fence *f, uint64_t until_ns);
+void reki__fence_set_owned(struct reki__fence *f, unsigned s, bool owned);
+bool reki__fence_owned(const struct reki__fence *f, unsigned s);
+uint32_t reki__fence_live(const struct reki__fence *f, unsigned s);
+void reki__fence_quiesce(struct reki__fence *f, unsigned s);
+void reki__fence_hook_init(struct reki__entry *e);
+int reki__fence_enter(struct reki__entry *e);
+void reki__fence_leave(struct reki__entry *e, bool linked);
+void reki__fence_exited(struct reki__entry *e);
 
 static inline bool reki__word_is_pid(uint64_t w)
 {

@@ -1,0 +1,151 @@
+/*
+ * The lease and the deadline (the lease thread).
+ *
+ * The node holds one etcd lease; its node key and every shard it claims are
+ * attached to it.  Every ttl/3 the thread reads the monotonic clock (t0),
+ * then sends a keepalive.  etcd can expire the lease no sooner than ttl
+ * after it received that keepalive, which is after t0; so the node may
+ * serve until t0 + ttl - margin, with margin = max(ttl/5, 300 ms) for clock
+ * rates and the coarse expiry checks.  That deadline goes into the
+ * registry's fence (lib/fence.c): past it, no actor of the registry handles
+ * a message and nothing starts, whatever this thread is doing (it may be
+ * the paused one).
+ *
+ * When a keepalive says the lease is gone, or the deadline passes with no
+ * renewal (etcd unreachable), the node stops serving every shard
+ * (rc_lose_all), then grants a new lease as soon as etcd answers and
+ * registers again; the control thread claims shards anew, with new tokens.
+ * Keys left behind under the old lease expire with it.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster_int.h"
+
+static uint64_t margin_ns(const reki_cluster_t *cl)
+{
+    uint64_t m = (uint64_t)cl->ttl_s * 1000000000u / 5;
+    return m < 300000000u ? 300000000u : m;
+}
+
+static void set_deadline(reki_cluster_t *cl, uint64_t t0, int64_t ttl)
+{
+    reki__fence_set_until(cl->fence, t0 + (uint64_t)ttl * 1000000000u - margin_ns(cl));
+}
+
+/* Grant a lease and register this node under it. */
+int rc_lease_start(reki_cluster_t *cl, reki__etcd_t *etcd)
+{
+    int64_t id = 0, ttl = 0;
+    uint64_t t0 = rc_now_ns();
+    int rc = reki__etcd_lease_grant(etcd, cl->ttl_s, &id, &ttl);
+    if (rc != REKI_OK)
+        return rc;
+    if (ttl <= 0) {
+        (void)reki__etcd_lease_revoke(etcd, id);
+        return REKI_EDEAD;
+    }
+    char key[512];
+    int n = snprintf(key, sizeof(key), "%snodes/%s", cl->prefix, cl->node);
+    rc = reki__etcd_put(etcd, key, (size_t)n, cl->advertise, strlen(cl->advertise), id);
+    if (rc != REKI_OK) {
+        (void)reki__etcd_lease_revoke(etcd, id);
+        return rc;
+    }
+    pthread_mutex_lock(&cl->own_mu);
+    atomic_store_explicit(&cl->lease, id, memory_order_release);
+    set_deadline(cl, t0, ttl);
+    pthread_mutex_unlock(&cl->own_mu);
+    rc_kick(cl);
+    return REKI_OK;
+}
+
+static int stop_all_fn(const void *key, size_t keylen, reki_pid_t pid, void *arg)
+{
+    (void)pid;
+    (void)reki_stop(arg, key, keylen);
+    return 0;
+}
+
+void rc_lose_all(reki_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->own_mu);
+    cl->epoch++;
+    reki__fence_set_until(cl->fence, 0); /* closed: no handle, no start */
+    for (unsigned s = 0; s < cl->nshards; s++) {
+        reki__fence_set_owned(cl->fence, s, false);
+        atomic_store_explicit(&cl->shard[s].token, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&cl->lease, 0, memory_order_release);
+    pthread_mutex_unlock(&cl->own_mu);
+    for (unsigned s = 0; s < cl->nshards; s++)
+        reki__fence_quiesce(cl->fence, s);
+    /* Their next handle would refuse anyway; stopping runs terminate now
+     * rather than at some later message. */
+    (void)reki_foreach(cl->reg, stop_all_fn, cl->reg);
+    atomic_fetch_add_explicit(&cl->n_lease_losses, 1, memory_order_relaxed);
+    rc_kick(cl);
+}
+
+static void nap_ms(reki_cluster_t *cl, unsigned ms)
+{
+    while (ms && !atomic_load_explicit(&cl->stop, memory_order_acquire)) {
+        unsigned step = ms < 20 ? ms : 20;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+/* One renewal: 1 renewed, 0 not now (retry soon), -1 the lease is gone. */
+static int renew(reki_cluster_t *cl, reki__etcd_t *etcd, int64_t id)
+{
+    int64_t ttl = 0;
+    uint64_t t0 = rc_now_ns();
+    int rc = reki__etcd_lease_keepalive(etcd, id, &ttl);
+    if (rc == REKI_OK && ttl > 0) {
+        pthread_mutex_lock(&cl->own_mu);
+        if (atomic_load_explicit(&cl->lease, memory_order_relaxed) == id)
+            set_deadline(cl, t0, ttl);
+        pthread_mutex_unlock(&cl->own_mu);
+        return 1;
+    }
+    return rc == REKI_ENOTFOUND || rc == REKI_OK ? -1 : 0;
+}
+
+void *rc_lease_main(void *arg)
+{
+    reki_cluster_t *cl = arg;
+    reki__etcd_t *etcd = NULL;
+    if (reki__etcd_new(cl->etcd_urls, RC_ETCD_TIMEOUT_MS, &etcd) != REKI_OK)
+        return NULL;
+    unsigned period_ms = cl->ttl_s * 1000 / 3;
+    while (!atomic_load_explicit(&cl->stop, memory_order_acquire)) {
+        int64_t id = atomic_load_explicit(&cl->lease, memory_order_acquire);
+        if (id == 0) {
+            if (atomic_load_explicit(&cl->leaving, memory_order_acquire)) {
+                nap_ms(cl, 100); /* no new lease for a node on its way out */
+                continue;
+            }
+            if (rc_lease_start(cl, etcd) != REKI_OK)
+                nap_ms(cl, 200);
+            continue;
+        }
+        int r = renew(cl, etcd, id);
+        if (r > 0) {
+            nap_ms(cl, period_ms);
+            continue;
+        }
+        bool past = rc_now_ns() >= atomic_load_explicit(&cl->fence->until, memory_order_acquire);
+        if (r < 0 || past) {
+            rc_lose_all(cl);
+            if (r == 0)
+                (void)reki__etcd_lease_revoke(etcd, id); /* best effort: it may be back */
+        } else {
+            nap_ms(cl, 100); /* unreachable: retry until the deadline */
+        }
+    }
+    reki__etcd_free(etcd);
+    return NULL;
+}
