@@ -12,6 +12,16 @@ install(TARGETS reki EXPORT rekiTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT Runtime
   PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/reki COMPONENT Development)
 
+# libreki-cluster.a and reki/cluster.h, when the cluster layer is built.
+if(TARGET reki-cluster)
+  install(TARGETS reki-cluster EXPORT rekiTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT Development
+    PUBLIC_HEADER DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/reki COMPONENT Development)
+  set(REKI_HAS_CLUSTER ON)
+else()
+  set(REKI_HAS_CLUSTER OFF)
+endif()
+
 install(EXPORT rekiTargets NAMESPACE reki:: FILE rekiTargets.cmake
   DESTINATION ${REKI_CMAKE_DIR} COMPONENT Development)
 
@@ -50,3 +60,14 @@ install(CODE "
   configure_file(\"${CMAKE_CURRENT_LIST_DIR}/reki.pc.in\" \"${PROJECT_BINARY_DIR}/reki.pc\" @ONLY)
 " COMPONENT Development)
 install(FILES ${PROJECT_BINARY_DIR}/reki.pc DESTINATION ${REKI_PKGCONFIG_DIR} COMPONENT Development)
+if(REKI_HAS_CLUSTER)
+  install(CODE "
+    set(REKI_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+    set(REKI_PC_LIBDIR [==[${REKI_PC_LIBDIR}]==])
+    set(REKI_PC_INCLUDEDIR [==[${REKI_PC_INCLUDEDIR}]==])
+    set(REKI_PC_VERSION \"${PROJECT_VERSION}\")
+    configure_file(\"${CMAKE_CURRENT_LIST_DIR}/reki-cluster.pc.in\" \"${PROJECT_BINARY_DIR}/reki-cluster.pc\" @ONLY)
+  " COMPONENT Development)
+  install(FILES ${PROJECT_BINARY_DIR}/reki-cluster.pc DESTINATION ${REKI_PKGCONFIG_DIR}
+    COMPONENT Development)
+endif()

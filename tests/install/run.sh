@@ -33,7 +33,15 @@ fi
 for f in "${want[@]}"; do
     [ -e "$prefix/$f" ] || die "missing from the installed tree: $f"
 done
-extra_headers=$(find "$prefix/include" -type f ! -path '*/reki/reki.h' ! -path '*/reki/version.h')
+cluster=OFF
+if [ -e "$prefix/$libdir/libreki-cluster.a" ]; then
+    cluster=ON
+    for f in include/reki/cluster.h "$libdir/pkgconfig/reki-cluster.pc"; do
+        [ -e "$prefix/$f" ] || die "libreki-cluster.a installed without $f"
+    done
+fi
+extra_headers=$(find "$prefix/include" -type f ! -path '*/reki/reki.h' ! -path '*/reki/version.h' \
+    ! -path '*/reki/cluster.h')
 [ -z "$extra_headers" ] || die "unexpected installed headers: $extra_headers"
 if [ "$shared" = ON ]; then
     soname=$(readelf -d "$prefix/$libdir/libreki.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
@@ -84,5 +92,19 @@ cmake --build "$work/cmake" >"$work/build.log" 2>&1 || {
     die "building the find_package consumer failed"
 }
 "$work/cmake/consumer"
+if [ "$cluster" = ON ]; then
+    [ -x "$work/cmake/cluster_consumer" ] || die "find_package(reki) gave no reki::cluster"
+    "$work/cmake/cluster_consumer"
+fi
+
+if [ "$cluster" = ON ]; then
+    cl_cflags=$(pkg-config --cflags reki-cluster)
+    cl_libs=$(pkg-config --static --libs reki-cluster)
+    step "pkg-config: $cc cluster_consumer.c $cl_cflags $cl_libs"
+    # shellcheck disable=SC2086 # flags are word lists
+    "$cc" -std=c11 -Wall -Wextra -Werror $extra $cl_cflags \
+        -o "$work/cluster-consumer" "$here/cluster_consumer.c" $cl_libs
+    "$work/cluster-consumer"
+fi
 
 step "both consumers built and ran"
