@@ -141,6 +141,34 @@ REKI_API int reki_cluster_owner(reki_cluster_t *cl, const void *key, size_t keyl
  */
 REKI_API int reki_cluster_token(reki_cluster_t *cl, const void *key, size_t keylen, int64_t *token);
 
+/*
+ * Node messages: bytes for one node, not for a key.  Request/response
+ * protocols built on the cluster send their replies this way (reki-resp's
+ * cluster mode does).
+ *
+ * reki_cluster_set_node_handler: fn(tag, taglen, bytes, len, arg) receives
+ *   every node message sent to this node from then on, on the thread that
+ *   received it (a receiver thread; the caller's own thread when a node
+ *   sends to itself).  fn must not block for long: it delays the messages
+ *   behind it on the same connection.  Set once, before other nodes send;
+ *   node messages that arrive while no handler is set are lost (counted).
+ * Returns: REKI_OK; REKI_EINVAL (NULL, or a handler is already set).
+ *
+ * reki_cluster_send_node: queue tag and bytes for the node named node,
+ *   on the same connection as the messages by key to it (so, from one
+ *   thread, in order with them).  Best effort, like any message in flight:
+ *   lost if that node dies or cannot be reached (stats.lost there or here).
+ * Returns: REKI_OK; REKI_ENOTFOUND (no live node of that name is known);
+ *   REKI_EINVAL (NULL, taglen 0 or > REKI_KEY_MAX, len > 16 MiB);
+ *   REKI_EFULL (the connection's queue is full); REKI_ENOMEM.
+ * Thread-safety: MT-safe.  Lifetime: tag and bytes are copied.
+ */
+typedef void (*reki_cluster_node_fn)(const void *tag, size_t taglen, const void *bytes, size_t len,
+                                     void *arg);
+REKI_API int reki_cluster_set_node_handler(reki_cluster_t *cl, reki_cluster_node_fn fn, void *arg);
+REKI_API int reki_cluster_send_node(reki_cluster_t *cl, const char *node, const void *tag,
+                                    size_t taglen, const void *bytes, size_t len);
+
 typedef struct reki_cluster_stats {
     unsigned shards_owned; /* shards served here now */
     unsigned nodes;        /* live nodes in the last map read */

@@ -153,6 +153,61 @@ int reki_cluster_token(reki_cluster_t *cl, const void *key, size_t keylen, int64
     return REKI_OK;
 }
 
+void rc_node_message(reki_cluster_t *cl, const void *tag, size_t taglen, const void *bytes,
+                     size_t len)
+{
+    /* acquire: pairs with the release that set fn after arg. */
+    reki_cluster_node_fn fn = atomic_load_explicit(&cl->node_fn, memory_order_acquire);
+    if (!fn) {
+        atomic_fetch_add_explicit(&cl->n_lost, 1, memory_order_relaxed);
+        return;
+    }
+    fn(tag, taglen, bytes, len, atomic_load_explicit(&cl->node_arg, memory_order_relaxed));
+}
+
+int reki_cluster_set_node_handler(reki_cluster_t *cl, reki_cluster_node_fn fn, void *arg)
+{
+    if (!cl || !fn)
+        return REKI_EINVAL;
+    pthread_mutex_lock(&cl->claim_mu); /* setters exclude each other */
+    int rc = REKI_EINVAL;
+    if (!atomic_load_explicit(&cl->node_fn, memory_order_relaxed)) {
+        atomic_store_explicit(&cl->node_arg, arg, memory_order_relaxed);
+        atomic_store_explicit(&cl->node_fn, fn, memory_order_release);
+        rc = REKI_OK;
+    }
+    pthread_mutex_unlock(&cl->claim_mu);
+    return rc;
+}
+
+int reki_cluster_send_node(reki_cluster_t *cl, const char *node, const void *tag, size_t taglen,
+                           const void *bytes, size_t len)
+{
+    if (!cl || !node || !key_ok(tag, taglen) || (!bytes && len) || len > RC_FRAME_MAX)
+        return REKI_EINVAL;
+    if (!bytes)
+        bytes = "";
+    if (strcmp(node, cl->node) == 0) {
+        rc_node_message(cl, tag, taglen, bytes, len);
+        return REKI_OK;
+    }
+    pthread_mutex_lock(&cl->peers_mu);
+    struct rc_peer *p = cl->peers;
+    while (p && strcmp(p->name, node) != 0)
+        p = p->next;
+    pthread_mutex_unlock(&cl->peers_mu);
+    /* seen_since is the control thread's; a peer with no address is unknown. */
+    bool known = false;
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        known = p->addr[0] != 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (!known)
+        return REKI_ENOTFOUND;
+    return rc_forward(p, tag, taglen, bytes, len, RC_NODE_MSG);
+}
+
 int reki_cluster_stats(reki_cluster_t *cl, reki_cluster_stats_t *out)
 {
     if (!cl || !out)

@@ -30,6 +30,7 @@
 #define RC_FRAME_MAX (16u << 20) /* largest message body */
 #define RC_QUEUE_MAX (64u << 20) /* bytes queued for one peer */
 #define RC_HOPS_MAX 3            /* reroutes of one message */
+#define RC_NODE_MSG 0x80         /* the hops byte of a node message */
 #define RC_ETCD_TIMEOUT_MS 1000  /* one etcd request, per endpoint */
 
 /* A node this one knows of (itself included).  Never freed before the
@@ -99,6 +100,8 @@ struct reki_cluster {
     reki__etcd_t *claim_etcd;
     reki__etcd_t *ctl_etcd; /* control thread, then leave */
 
+    _Atomic(reki_cluster_node_fn) node_fn; /* set once (release after node_arg) */
+    void *_Atomic node_arg;
     _Atomic unsigned nodes;
     _Atomic uint64_t n_local, n_forwarded, n_received, n_rerouted, n_lost, n_claims, n_releases,
         n_lease_losses;
@@ -110,6 +113,9 @@ void rc_kick(reki_cluster_t *cl); /* wake the control thread */
 int rc_route(reki_cluster_t *cl, const void *key, size_t keylen, const void *bytes, size_t len,
              unsigned hops);
 int rc_parse_addr(const char *addr, char *host, size_t host_size, int *port);
+
+void rc_node_message(reki_cluster_t *cl, const void *tag, size_t taglen, const void *bytes,
+                     size_t len);
 
 /* lease.c */
 int rc_lease_start(reki_cluster_t *cl, reki__etcd_t *etcd);

@@ -2,7 +2,8 @@
  * Forwarding between nodes: one TCP connection per peer and direction,
  * messages in frames, batched.
  *
- * Frame (little-endian): u32 keylen, u32 len, u8 hops, key, bytes.
+ * Frame (little-endian): u32 keylen, u32 len, u8 hops, key, bytes.  hops
+ * 0x80 marks a node message: key is its tag, for the node handler.
  * keylen is 1..REKI_KEY_MAX and len at most RC_FRAME_MAX; a receiver closes
  * a connection that sends anything else.  The port is for the cluster's
  * nodes only (no authentication: keep it on a private network).
@@ -247,13 +248,16 @@ static long rx_frames(reki_cluster_t *cl, const unsigned char *b, size_t n)
     while (off + HDR <= n) {
         uint32_t kl = get32(b + off), len = get32(b + off + 4);
         unsigned hops = b[off + 8];
-        if (kl == 0 || kl > REKI_KEY_MAX || len > RC_FRAME_MAX || hops > RC_HOPS_MAX)
+        if (kl == 0 || kl > REKI_KEY_MAX || len > RC_FRAME_MAX ||
+            (hops > RC_HOPS_MAX && hops != RC_NODE_MSG))
             return -1;
         if (off + HDR + kl + len > n)
             break;
         atomic_fetch_add_explicit(&cl->n_received, 1, memory_order_relaxed);
         const unsigned char *k = b + off + HDR;
-        if (rc_route(cl, k, kl, k + kl, len, hops + 1) != REKI_OK)
+        if (hops == RC_NODE_MSG)
+            rc_node_message(cl, k, kl, k + kl, len);
+        else if (rc_route(cl, k, kl, k + kl, len, hops + 1) != REKI_OK)
             atomic_fetch_add_explicit(&cl->n_lost, 1, memory_order_relaxed);
         off += HDR + kl + len;
     }
