@@ -5,14 +5,15 @@
 #   fuzzing and LeakSanitizer with clang: clang-14 libclang-rt-14-dev
 #   bench plots: gnuplot-nox
 #   reki-resp tests and baseline: redis-server redis-tools
-#   cluster: etcd-server etcd-client libcurl4-openssl-dev libjansson-dev
+#   cluster: etcd-server etcd-client libcurl4-openssl-dev libjansson-dev, python3 (harness)
 # Idempotent and silent when everything is present.  As root it runs
 # apt-get; otherwise it prints the command to run and exits 1.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config liburcu-dev libck-dev libcriterion-dev
           valgrind clang-14 libclang-rt-14-dev clang-format-14 gnuplot-nox
-          redis-server redis-tools etcd-server etcd-client libcurl4-openssl-dev libjansson-dev)
+          redis-server redis-tools etcd-server etcd-client libcurl4-openssl-dev libjansson-dev
+          python3)
 
 missing=()
 for p in "${packages[@]}"; do
