@@ -25,6 +25,8 @@
  * again to claim.  DEAD (reaped) sends it round after the unlink.  A caller
  * finding its own thread's STARTING entry gets REKI_EDEADLK.
  */
+#include <limits.h>
+
 #include "registry.h"
 
 #define RETRY REKI__E_LOST
@@ -44,13 +46,14 @@ struct call {
 static int run_start(struct call *c, struct reki__entry *e)
 {
     reki_pid_t pid = 0;
-    int rc = reki__fence_enter(e);
+    unsigned shard;
+    int rc = reki__fence_enter(e, &shard);
     if (rc == REKI_OK)
         rc = c->start(c->reg->rt, c->key, c->keylen, c->arg, &pid);
     REKI__YIELD();
     if (rc >= 0)
         rc = reki__entry_link(e, pid);
-    reki__fence_leave(e, rc >= 0);
+    reki__fence_leave(e, shard, rc >= 0);
     if (rc < 0) {
         reki__vkey_event(e, 0, REKI_EVENT_START_FAILED, rc);
         /* Waiters share the error; messages queued by key meanwhile go to

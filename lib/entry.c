@@ -192,7 +192,9 @@ int reki__entry_link(struct reki__entry *e, reki_pid_t pid)
         atomic_store_explicit(&e->linking, reki__thread_token(), memory_order_relaxed);
     reki__rcu_read_lock();
     struct reki__proc *p = reki__pid_resolve(&rt->pids, pid);
-    if (p) {
+    if (p && !reki__fence_may_link(e, p->kind))
+        rc = REKI_EINVAL;
+    else if (p) {
         lp.p = p;
         /* plock: no message by key is queued for the key between the
          * splice and the publication of the pid. */

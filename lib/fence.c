@@ -32,14 +32,17 @@
  * is freed with it), so hooks and starts read it without any protection;
  * detaching only opens it (`active` 0: everything passes).
  */
+#include <limits.h>
 #include <time.h>
 
 #include "registry.h"
 
 uint64_t reki__fence_now_ns(void)
 {
+    /* BOOTTIME, not MONOTONIC: it keeps counting while the machine is
+     * suspended, as etcd's clock does. */
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -68,8 +71,11 @@ int reki__fence_attach(reki_registry_t *reg, unsigned nshards, uint64_t k0, uint
     int rc = REKI_OK;
     if (f && (atomic_load_explicit(&f->active, memory_order_relaxed) || f->nshards != nshards)) {
         rc = REKI_EINVAL; /* one fence per registry, and its shape is fixed */
-    } else if (atomic_load_explicit(&reg->count, memory_order_acquire) != 0) {
-        rc = REKI_EINVAL; /* actors started unfenced would escape it */
+    } else if (atomic_load_explicit(&reg->entries, memory_order_relaxed) != 0) {
+        /* A key ever started (an entry, FREE or not: a start may be on its
+         * way) would escape the fence.  Entries are inserted under wlock,
+         * held here: a later insert's start sees the fence. */
+        rc = REKI_EINVAL;
     } else if (!f) {
         f = reki__calloc(1, sizeof(*f) + nshards * sizeof(f->shard[0]));
         if (!f)
@@ -125,10 +131,13 @@ void reki__fence_set_until(struct reki__fence *f, uint64_t until_ns)
     atomic_store_explicit(&f->until, until_ns, memory_order_release);
 }
 
-void reki__fence_set_owned(struct reki__fence *f, unsigned s, bool owned)
+void reki__fence_set_owned(struct reki__fence *f, unsigned s, int64_t token)
 {
-    /* seq_cst: the release's half of the Dekker pair with enter. */
-    atomic_store_explicit(&f->shard[s].owned, owned ? 1 : 0, memory_order_seq_cst);
+    if (token)
+        atomic_store_explicit(&f->shard[s].token, token, memory_order_relaxed);
+    /* seq_cst: the release's half of the Dekker pair with enter (and the
+     * token's release to enter's acquire of owned). */
+    atomic_store_explicit(&f->shard[s].owned, token ? 1 : 0, memory_order_seq_cst);
 }
 
 bool reki__fence_owned(const struct reki__fence *f, unsigned s)
@@ -148,10 +157,10 @@ void reki__fence_quiesce(struct reki__fence *f, unsigned s)
         sched_yield();
 }
 
-int reki__fence_enter(struct reki__entry *e)
+int reki__fence_enter(struct reki__entry *e, unsigned *shard)
 {
     struct reki__fence *f = atomic_load_explicit(&e->reg->fence, memory_order_acquire);
-    e->fshard = 0;
+    *shard = UINT_MAX;
     if (!f || !atomic_load_explicit(&f->active, memory_order_acquire))
         return REKI_OK;
     unsigned s = reki__fence_shard(f, e->key, e->keylen);
@@ -163,21 +172,28 @@ int reki__fence_enter(struct reki__entry *e)
         return REKI_ESHUTDOWN;
     }
     /* Counted live before the link: once linked, the actor may exit (and
-     * take the count back) before this thread runs again. */
+     * take the count back) before this thread runs again.  The token is
+     * this activation's, whatever claims come later. */
     atomic_fetch_add_explicit(&f->shard[s].live, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->ftoken,
+                          atomic_load_explicit(&f->shard[s].token, memory_order_relaxed),
+                          memory_order_relaxed);
     e->fshard = s + 1;
+    *shard = s;
     return REKI_OK;
 }
 
-void reki__fence_leave(struct reki__entry *e, bool linked)
+void reki__fence_leave(struct reki__entry *e, unsigned s, bool linked)
 {
-    if (!e->fshard)
+    if (s == UINT_MAX)
         return;
+    /* e->fshard is the exit path's from the link on (it may already have
+     * run): this thread uses its own copy of s. */
     struct reki__fence *f = atomic_load_explicit(&e->reg->fence, memory_order_acquire);
-    unsigned s = e->fshard - 1;
     if (!linked) {
         /* No actor, so no exit path reads fshard. */
         e->fshard = 0;
+        atomic_store_explicit(&e->ftoken, 0, memory_order_relaxed);
         atomic_fetch_sub_explicit(&f->shard[s].live, 1, memory_order_release);
     }
     /* release: pairs with quiesce's load; the link (or its failure) first. */
@@ -191,6 +207,29 @@ void reki__fence_exited(struct reki__entry *e)
     struct reki__fence *f = atomic_load_explicit(&e->reg->fence, memory_order_acquire);
     unsigned s = e->fshard - 1;
     e->fshard = 0;
+    atomic_store_explicit(&e->ftoken, 0, memory_order_relaxed);
     /* release: terminate returned before the cluster sees the shard empty. */
     atomic_fetch_sub_explicit(&f->shard[s].live, 1, memory_order_release);
+}
+
+int reki__fence_token(reki_registry_t *reg, const void *key, size_t keylen, int64_t *out)
+{
+    ck_ht_hash_t h;
+    uint64_t w = 0;
+    reki__table_hash(reg, key, keylen, &h);
+    reki__rcu_read_lock();
+    struct reki__entry *e = reki__table_get(reg, h, key, keylen, &w);
+    int64_t t = e ? atomic_load_explicit(&e->ftoken, memory_order_relaxed) : 0;
+    reki__rcu_read_unlock();
+    if (!t)
+        return REKI_ENOTFOUND;
+    *out = t;
+    return REKI_OK;
+}
+
+bool reki__fence_may_link(struct reki__entry *e, int kind)
+{
+    /* Only actors whose every handle passes the deadline check: an inbox's
+     * owner receives on its own thread, a CALLER has no mailbox. */
+    return !e->fshard || kind == REKI__LIGHT || kind == REKI__DEDICATED;
 }

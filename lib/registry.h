@@ -54,6 +54,7 @@ struct reki__entry {
     _Atomic uint8_t queued;   /* on the reaper's queue */
     uint32_t keylen;
     uint32_t fshard; /* fenced shard + 1 while counted live (fence.c; holder, then exit path) */
+    _Atomic int64_t ftoken; /* the fenced activation's token (fence.c), or 0 */
     /* Virtual actors (vkey.c).  The key's queue: messages by key waiting
      * for the key's next actor, under plock, taken only by the holder (the
      * link splices it into the new actor's mailbox; a settle drops it).
@@ -137,6 +138,7 @@ struct reki__fence {
         _Atomic uint32_t users; /* starts between enter and leave */
         _Atomic uint32_t live;  /* actors linked, until their terminate returned */
         _Atomic uint8_t owned;
+        _Atomic int64_t token; /* the claim's, set with owned */
     } shard[];
 };
 uint64_t reki__fence_now_ns(void);
@@ -146,14 +148,16 @@ void reki__fence_detach(reki_registry_t *reg);
 void reki__fence_destroy(reki_registry_t *reg);
 unsigned reki__fence_shard(const struct reki__fence *f, const void *key, size_t keylen);
 void reki__fence_set_until(struct reki__fence *f, uint64_t until_ns);
-void reki__fence_set_owned(struct reki__fence *f, unsigned s, bool owned);
+void reki__fence_set_owned(struct reki__fence *f, unsigned s, int64_t token); /* 0: not owned */
 bool reki__fence_owned(const struct reki__fence *f, unsigned s);
 uint32_t reki__fence_live(const struct reki__fence *f, unsigned s);
 void reki__fence_quiesce(struct reki__fence *f, unsigned s);
 void reki__fence_hook_init(struct reki__entry *e);
-int reki__fence_enter(struct reki__entry *e);
-void reki__fence_leave(struct reki__entry *e, bool linked);
+int reki__fence_enter(struct reki__entry *e, unsigned *shard);
+void reki__fence_leave(struct reki__entry *e, unsigned shard, bool linked);
 void reki__fence_exited(struct reki__entry *e);
+int reki__fence_token(reki_registry_t *reg, const void *key, size_t keylen, int64_t *out);
+bool reki__fence_may_link(struct reki__entry *e, int kind);
 
 static inline bool reki__word_is_pid(uint64_t w)
 {

@@ -34,6 +34,7 @@
  * follows, to be after the transition is a leftover too; one popped before
  * it is handled by this actor.
  */
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -212,13 +213,14 @@ void reki__vkey_run_start(struct reki__entry *e)
     atomic_store_explicit(&e->owner, reki__thread_token(), memory_order_relaxed);
     reki_pid_t pid = 0;
     int rc = REKI_ESHUTDOWN;
-    if (!closing(reg) && (rc = reki__fence_enter(e)) == REKI_OK) {
+    unsigned shard = UINT_MAX;
+    if (!closing(reg) && (rc = reki__fence_enter(e, &shard)) == REKI_OK) {
         rc = reg->start(reg->rt, e->key, e->keylen, reg->start_arg, &pid);
         REKI__YIELD();
     }
     if (rc >= 0)
         rc = reki__entry_link(e, pid);
-    reki__fence_leave(e, rc >= 0);
+    reki__fence_leave(e, shard, rc >= 0);
     if (rc < 0) {
         reki__vkey_event(e, 0, REKI_EVENT_START_FAILED, rc);
         let_go(e, rc, false, false); /* its messages to drop; waiters share rc */

@@ -27,7 +27,14 @@
  *
  * Thread-safety: every function is MT-safe except reki_cluster_leave,
  * which must not run concurrently with another call on the same cluster.
- * One cluster per registry at a time.
+ * One cluster per registry, for the registry's whole life.  A start of a
+ * clustered registry must return a light or dedicated actor (one whose
+ * every handle passes the deadline check): an inbox's or a call's pid
+ * fails the start with REKI_EINVAL.
+ *
+ * Clocks: deadlines use CLOCK_BOOTTIME, which counts time suspended.  The
+ * guarantee also needs etcd to honour lease TTLs: etcd-io/etcd#15247 (an
+ * old leader revoking leases early) is fixed from etcd 3.4.32 / 3.5.13.
  */
 #ifndef REKI_CLUSTER_H
 #define REKI_CLUSTER_H
@@ -67,8 +74,9 @@ typedef struct reki_cluster_opts {
  * Returns: REKI_OK and *out; REKI_EINVAL (a required field NULL, a node name
  *   with spaces or over 255 bytes, an address that is not host:port or
  *   cannot be listened on, shards over 65536 or unlike the cluster's,
- *   lease_ttl_s over 3600, reg without a start, reg already in a cluster or
- *   with live actors, decode NULL); REKI_ENOMEM; REKI_ETIMEDOUT (etcd did
+ *   lease_ttl_s over 3600, reg without a start, reg already in a cluster
+ *   (or left one), reg that has ever started a key (its entries must all be
+ *   gone: join a fresh registry), decode NULL); REKI_ENOMEM; REKI_ETIMEDOUT (etcd did
  *   not answer in time); REKI_EDEAD (no etcd endpoint reachable, or an
  *   answer etcd does not give).
  * Thread-safety: MT-safe.
@@ -86,7 +94,11 @@ REKI_API int reki_cluster_join(reki_registry_t *reg, const reki_cluster_opts_t *
  *   etcd, for the next owner to claim.  Then the lease is revoked and the
  *   threads end.  Messages that arrive for a shard after its handoff began
  *   are forwarded to its next owner when one is known, else lost (counted).
- *   The registry stays usable, as a local one.  NULL: no-op.
+ *   Each shard's handover waits at most 10 s in all for its actors'
+ *   terminate; a shard whose actors are still there then keeps its key,
+ *   which expires with the lease (the lease is revoked only when every
+ *   shard was handed over).  Afterwards the registry serves nothing (its
+ *   keys belong to the cluster): free it.  NULL: no-op.
  * Thread-safety: not concurrently with any other call on cl.
  */
 REKI_API void reki_cluster_leave(reki_cluster_t *cl);
@@ -129,14 +141,15 @@ REKI_API int reki_cluster_owner(reki_cluster_t *cl, const void *key, size_t keyl
 /* ---------------------------------------------------------- additions -- */
 
 /*
- * reki_cluster_token: the fencing token of key's shard while this node owns
- *   it: the etcd revision of its claim.  Tokens of one shard only grow from
+ * reki_cluster_token: the fencing token of key's current activation here:
+ *   the etcd revision of the shard claim it started under (not a later
+ *   claim's: a stalled activation keeps its own).  Tokens of one shard only grow from
  *   one claim to the next, so storage written by actors can reject a writer
  *   whose token is older than one it has seen (the check that protects
  *   against a process that stalls between its own deadline check and its
  *   write).
- * Returns: REKI_OK and *token; REKI_ENOTFOUND (not owned here);
- *   REKI_EINVAL.
+ * Returns: REKI_OK and *token; REKI_ENOTFOUND (no activation of key
+ *   here, or one that started outside a cluster); REKI_EINVAL.
  * Thread-safety: MT-safe; call it from an actor's start or handle.
  */
 REKI_API int reki_cluster_token(reki_cluster_t *cl, const void *key, size_t keylen, int64_t *token);

@@ -30,6 +30,7 @@
 #include "cluster_int.h"
 
 #define CLAIM_BACKOFF_NS 200000000u
+#define LEAVE_SETTLE_NS 10000000000ull /* leave's wait for its shards' actors */
 
 uint64_t rc_now_ns(void)
 {
@@ -92,9 +93,13 @@ int rc_route(reki_cluster_t *cl, const void *key, size_t keylen, const void *byt
     struct rc_peer *o = atomic_load_explicit(&cl->shard[s].owner, memory_order_acquire);
     if (o && !o->self)
         return send_to(cl, o, key, keylen, bytes, len, hops);
+    /* Claim only a shard the control thread found free and ours to take
+     * (preferred here, or orphaned): claims from every sender would pull a
+     * shard back from the node it was just handed to. */
     uint64_t now = rc_now_ns();
-    if (now - atomic_load_explicit(&cl->shard[s].claim_fail_ns, memory_order_relaxed) <
-        CLAIM_BACKOFF_NS)
+    if (!atomic_load_explicit(&cl->shard[s].may_claim, memory_order_relaxed) ||
+        now - atomic_load_explicit(&cl->shard[s].claim_fail_ns, memory_order_relaxed) <
+            CLAIM_BACKOFF_NS)
         return REKI_ENOTFOUND;
     pthread_mutex_lock(&cl->claim_mu);
     int rc = rc_claim(cl, cl->claim_etcd, s, &o);
@@ -142,15 +147,9 @@ int reki_cluster_token(reki_cluster_t *cl, const void *key, size_t keylen, int64
 {
     if (!cl || !key_ok(key, keylen) || !token)
         return REKI_EINVAL;
-    unsigned s = reki__fence_shard(cl->fence, key, keylen);
-    /* acquire (owned): the token was stored before the flag, under own_mu. */
-    if (!reki__fence_owned(cl->fence, s))
-        return REKI_ENOTFOUND;
-    int64_t t = atomic_load_explicit(&cl->shard[s].token, memory_order_relaxed);
-    if (!t)
-        return REKI_ENOTFOUND;
-    *token = t;
-    return REKI_OK;
+    /* The token the key's activation started under, not the shard's
+     * latest: a stalled activation must not present a newer claim's. */
+    return reki__fence_token(cl->reg, key, keylen, token);
 }
 
 void rc_node_message(reki_cluster_t *cl, const void *tag, size_t taglen, const void *bytes,
@@ -191,11 +190,7 @@ int reki_cluster_send_node(reki_cluster_t *cl, const char *node, const void *tag
         rc_node_message(cl, tag, taglen, bytes, len);
         return REKI_OK;
     }
-    pthread_mutex_lock(&cl->peers_mu);
-    struct rc_peer *p = cl->peers;
-    while (p && strcmp(p->name, node) != 0)
-        p = p->next;
-    pthread_mutex_unlock(&cl->peers_mu);
+    struct rc_peer *p = rc_peer_find(cl, node);
     /* seen_since is the control thread's; a peer with no address is unknown. */
     bool known = false;
     if (p) {
@@ -465,13 +460,17 @@ void reki_cluster_leave(reki_cluster_t *cl)
         for (unsigned s = 0; all && s < cl->nshards; s++)
             all[s] = reki__fence_owned(cl->fence, s);
         if (all)
-            rc_release(cl, etcd, all);
+            rc_release(cl, all);
         free(all);
-        (void)reki__etcd_lease_revoke(etcd, atomic_load(&cl->lease));
+        /* Bounded: a terminate that never returns keeps its shard's key,
+         * which then expires with the lease (never revoked early). */
+        if (rc_settle(cl, etcd, rc_now_ns() + LEAVE_SETTLE_NS))
+            (void)reki__etcd_lease_revoke(etcd, atomic_load(&cl->lease));
         reki__etcd_free(etcd);
     }
     threads_stop(cl, 4);
     rc_lose_all(cl); /* anything left (etcd unreachable): stop serving */
-    reki__fence_detach(cl->reg);
+    /* The fence stays closed: a restart still queued for a key of a shard
+     * that is now another node's must not start here. */
     cl_free(cl);
 }

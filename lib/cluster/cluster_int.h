@@ -31,7 +31,8 @@
 #define RC_QUEUE_MAX (64u << 20) /* bytes queued for one peer */
 #define RC_HOPS_MAX 3            /* reroutes of one message */
 #define RC_NODE_MSG 0x80         /* the hops byte of a node message */
-#define RC_ETCD_TIMEOUT_MS 1000  /* one etcd request, per endpoint */
+#define RC_PEERS_MAX 1024
+#define RC_ETCD_TIMEOUT_MS 1000 /* one etcd request, per endpoint */
 
 /* A node this one knows of (itself included).  Never freed before the
  * cluster: the shard map points at peers without protection. */
@@ -57,6 +58,8 @@ struct rc_shard {
     _Atomic int64_t token;           /* our claim's revision while we own it */
     uint64_t unowned_since;          /* ns, control thread: first seen without owner */
     _Atomic uint64_t claim_fail_ns;  /* send path: when a claim last found it taken */
+    _Atomic uint8_t may_claim;       /* unowned, and ours to claim (control thread) */
+    _Atomic uint8_t releasing;       /* handed over; its key not deleted yet */
 };
 
 struct reki_cluster {
@@ -126,7 +129,9 @@ void rc_lose_all(reki_cluster_t *cl); /* stop serving every shard now */
 void *rc_control_main(void *arg);
 void *rc_watch_main(void *arg);
 int rc_claim(reki_cluster_t *cl, reki__etcd_t *etcd, unsigned s, struct rc_peer **owner);
-void rc_release(reki_cluster_t *cl, reki__etcd_t *etcd, const bool *which);
+void rc_release(reki_cluster_t *cl, const bool *which);
+bool rc_settle(reki_cluster_t *cl, reki__etcd_t *etcd, uint64_t deadline);
+struct rc_peer *rc_peer_find(reki_cluster_t *cl, const char *name);
 struct rc_peer *rc_peer_get(reki_cluster_t *cl, const char *name, const char *addr);
 
 /* forward.c */

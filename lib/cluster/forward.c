@@ -22,6 +22,7 @@
  * shard is ours, else sent on to its owner (at most RC_HOPS_MAX times).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +36,8 @@
 #include "cluster_int.h"
 
 #define HDR 9
+#define DIAL_MS 1000
+#define SEND_TIMEOUT_S 2
 #define RX_CHUNK (256u << 10)
 
 static void put32(unsigned char *p, uint32_t v)
@@ -95,7 +98,18 @@ int rc_forward(struct rc_peer *p, const void *key, size_t keylen, const void *by
     return rc;
 }
 
-/* "host:port" -> a connected TCP socket, or -1. */
+/* Wait until fd is writable (a connect finished), at most ms. */
+static bool wait_out(int fd, int ms)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t l = sizeof(err);
+    return poll(&pf, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0;
+}
+
+/* "host:port" -> a connected TCP socket, or -1.  Bounded: the connect waits
+ * at most DIAL_MS, and a send blocks at most SEND_TIMEOUT_S (a stopped or
+ * blackholed peer costs its batch, never the sender thread). */
 static int dial(const char *addr)
 {
     char host[256];
@@ -107,15 +121,19 @@ static int dial(const char *addr)
     snprintf(ps, sizeof(ps), "%d", port);
     if (getaddrinfo(host, ps, &hints, &ai) != 0)
         return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
+        (errno != EINPROGRESS || !wait_out(fd, DIAL_MS))) {
         close(fd);
         fd = -1;
     }
     freeaddrinfo(ai);
     if (fd >= 0) {
-        int one = 1;
+        int one = 1, fl = fcntl(fd, F_GETFL);
+        struct timeval tv = {SEND_TIMEOUT_S, 0};
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     }
     return fd;
 }

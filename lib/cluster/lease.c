@@ -15,7 +15,15 @@
  * renewal (etcd unreachable), the node stops serving every shard
  * (rc_lose_all), then grants a new lease as soon as etcd answers and
  * registers again; the control thread claims shards anew, with new tokens.
- * Keys left behind under the old lease expire with it.
+ * Keys left behind under the old lease expire with it; it is never revoked
+ * (a revoke would end the margin the proof relies on).
+ *
+ * The clock is CLOCK_BOOTTIME (reki__fence_now_ns): it goes on counting
+ * while the machine is suspended, where CLOCK_MONOTONIC stops.
+ *
+ * etcd itself must honour the lease's TTL: etcd-io/etcd#15247 (an old
+ * leader revoking leases early after losing leadership) breaks that
+ * premise; releases with its fix (3.4.32 and 3.5.13 on) are recommended.
  */
 #include <stdio.h>
 #include <string.h>
@@ -74,15 +82,15 @@ void rc_lose_all(reki_cluster_t *cl)
     cl->epoch++;
     reki__fence_set_until(cl->fence, 0); /* closed: no handle, no start */
     for (unsigned s = 0; s < cl->nshards; s++) {
-        reki__fence_set_owned(cl->fence, s, false);
+        reki__fence_set_owned(cl->fence, s, 0);
         atomic_store_explicit(&cl->shard[s].token, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&cl->lease, 0, memory_order_release);
     pthread_mutex_unlock(&cl->own_mu);
-    for (unsigned s = 0; s < cl->nshards; s++)
-        reki__fence_quiesce(cl->fence, s);
-    /* Their next handle would refuse anyway; stopping runs terminate now
-     * rather than at some later message. */
+    /* Nothing handles or starts any more (the deadline is 0).  Stopping
+     * runs their terminate now rather than at some later message; an actor
+     * a start links after this walk cannot handle either, and exits at its
+     * first message. */
     (void)reki_foreach(cl->reg, stop_all_fn, cl->reg);
     atomic_fetch_add_explicit(&cl->n_lease_losses, 1, memory_order_relaxed);
     rc_kick(cl);
@@ -139,9 +147,9 @@ void *rc_lease_main(void *arg)
         }
         bool past = rc_now_ns() >= atomic_load_explicit(&cl->fence->until, memory_order_acquire);
         if (r < 0 || past) {
+            /* Never revoked: the old claims must expire by themselves, no
+             * sooner than the margin after this node's deadline. */
             rc_lose_all(cl);
-            if (r == 0)
-                (void)reki__etcd_lease_revoke(etcd, id); /* best effort: it may be back */
         } else {
             nap_ms(cl, 100); /* unreachable: retry until the deadline */
         }

@@ -38,14 +38,28 @@
 
 #define CLAIM_ANYONE_NS 1500000000u /* unowned this long: anyone claims */
 #define PEER_SETTLE_NS 1000000000u  /* seen this long before shards move to it */
+#define SETTLE_NS 200000000u        /* a round's wait for handed-over actors */
 
-struct rc_peer *rc_peer_get(reki_cluster_t *cl, const char *name, const char *addr)
+struct rc_peer *rc_peer_find(reki_cluster_t *cl, const char *name)
 {
     pthread_mutex_lock(&cl->peers_mu);
     struct rc_peer *p = cl->peers;
     while (p && strcmp(p->name, name) != 0)
         p = p->next;
-    if (!p && strlen(name) <= RC_NAME_MAX && (p = calloc(1, sizeof(*p))) != NULL) {
+    pthread_mutex_unlock(&cl->peers_mu);
+    return p;
+}
+
+/* Peers come from nodes/ keys only (and this node), at most RC_PEERS_MAX. */
+struct rc_peer *rc_peer_get(reki_cluster_t *cl, const char *name, const char *addr)
+{
+    pthread_mutex_lock(&cl->peers_mu);
+    struct rc_peer *p = cl->peers;
+    unsigned n = 0;
+    for (; p && strcmp(p->name, name) != 0; p = p->next)
+        n++;
+    if (!p && n < RC_PEERS_MAX && strlen(name) <= RC_NAME_MAX &&
+        (p = calloc(1, sizeof(*p))) != NULL) {
         strcpy(p->name, name);
         p->cl = cl;
         pthread_mutex_init(&p->mu, NULL);
@@ -69,7 +83,8 @@ struct rc_peer *rc_peer_get(reki_cluster_t *cl, const char *name, const char *ad
 struct view {
     struct rc_peer *owner[REKI__FENCE_MAX_SHARDS];
     int64_t rev[REKI__FENCE_MAX_SHARDS], lease[REKI__FENCE_MAX_SHARDS];
-    struct rc_peer *live[1024];
+    bool taken[REKI__FENCE_MAX_SHARDS]; /* a key exists, owner known or not */
+    struct rc_peer *live[RC_PEERS_MAX];
     unsigned nlive;
     int64_t hrev; /* the store's revision this view was read at */
 };
@@ -79,9 +94,18 @@ static bool parse_shard(const reki_cluster_t *cl, const struct reki__etcd_kv *kv
     size_t pl = strlen(cl->prefix);
     if (kv->klen <= pl + 7 || memcmp(kv->key + pl, "shards/", 7) != 0)
         return false;
-    char *end;
-    unsigned long v = strtoul(kv->key + pl + 7, &end, 10);
-    if (*end || v >= cl->nshards)
+    /* Strict decimal, as written by rc_claim: no sign, space or leading 0. */
+    const char *d = kv->key + pl + 7;
+    size_t n = kv->klen - pl - 7;
+    unsigned long v = 0;
+    if (n > 5 || (n > 1 && d[0] == '0'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long)(d[i] - '0');
+    }
+    if (v >= cl->nshards)
         return false;
     *s = (unsigned)v;
     return true;
@@ -91,7 +115,8 @@ static void note_node(reki_cluster_t *cl, struct view *v, const struct reki__etc
 {
     size_t pl = strlen(cl->prefix);
     const char *name = kv->key + pl + 6;
-    if (kv->klen - pl - 6 > RC_NAME_MAX || !*name || v->nlive == 1024)
+    if (kv->klen - pl - 6 > RC_NAME_MAX || strlen(name) != kv->klen - pl - 6 ||
+        v->nlive == RC_PEERS_MAX)
         return;
     struct rc_peer *p = rc_peer_get(cl, name, kv->val);
     if (!p)
@@ -100,6 +125,14 @@ static void note_node(reki_cluster_t *cl, struct view *v, const struct reki__etc
         if (v->live[i] == p)
             return;
     v->live[v->nlive++] = p;
+}
+
+static struct rc_peer *live_named(const struct view *v, const char *name)
+{
+    for (unsigned i = 0; i < v->nlive; i++)
+        if (strcmp(v->live[i]->name, name) == 0)
+            return v->live[i];
+    return NULL;
 }
 
 /* Read the whole prefix into v; publish owners for the send paths. */
@@ -113,16 +146,22 @@ static int read_view(reki_cluster_t *cl, reki__etcd_t *etcd, struct view *v)
         return rc;
     size_t pl = strlen(cl->prefix);
     memset(v->owner, 0, cl->nshards * sizeof(v->owner[0]));
+    memset(v->taken, 0, cl->nshards * sizeof(v->taken[0]));
     v->nlive = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned s;
+    for (size_t i = 0; i < n; i++)
         if (kvs[i].klen > pl + 6 && memcmp(kvs[i].key + pl, "nodes/", 6) == 0)
             note_node(cl, v, &kvs[i]);
-        else if (parse_shard(cl, &kvs[i], &s) && kvs[i].vlen <= RC_NAME_MAX) {
-            v->owner[s] = rc_peer_get(cl, kvs[i].val, NULL);
-            v->rev[s] = kvs[i].create_rev;
-            v->lease[s] = kvs[i].lease;
-        }
+    for (size_t i = 0; i < n; i++) {
+        unsigned s;
+        if (!parse_shard(cl, &kvs[i], &s))
+            continue;
+        /* Owners are live nodes (or this one): a value naming anything
+         * else makes no peer, and its shard is neither routed nor claimed
+         * until the key goes. */
+        v->taken[s] = true;
+        v->owner[s] = strcmp(kvs[i].val, cl->node) == 0 ? cl->self : live_named(v, kvs[i].val);
+        v->rev[s] = kvs[i].create_rev;
+        v->lease[s] = kvs[i].lease;
     }
     reki__etcd_kvs_free(kvs, n);
     v->hrev = hrev;
@@ -177,8 +216,7 @@ int rc_claim(reki_cluster_t *cl, reki__etcd_t *etcd, unsigned s, struct rc_peer 
     if (rc != REKI_OK)
         return rc;
     if (!created) {
-        if (cur && curlen <= RC_NAME_MAX)
-            *owner = rc_peer_get(cl, cur, NULL);
+        *owner = cur ? rc_peer_find(cl, cur) : NULL;
         free(cur);
         if (*owner == cl->self && reki__fence_owned(cl->fence, s))
             return REKI_OK; /* another thread of ours claimed it meanwhile */
@@ -190,7 +228,7 @@ int rc_claim(reki_cluster_t *cl, reki__etcd_t *etcd, unsigned s, struct rc_peer 
     if (ours) {
         atomic_store_explicit(&cl->shard[s].token, rev, memory_order_relaxed);
         atomic_store_explicit(&cl->shard[s].owner, cl->self, memory_order_release);
-        reki__fence_set_owned(cl->fence, s, true);
+        reki__fence_set_owned(cl->fence, s, rev);
         atomic_fetch_add_explicit(&cl->n_claims, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&cl->own_mu);
@@ -202,9 +240,10 @@ int rc_claim(reki_cluster_t *cl, reki__etcd_t *etcd, unsigned s, struct rc_peer 
 static void adopt(reki_cluster_t *cl, unsigned s, int64_t rev, int64_t lease)
 {
     pthread_mutex_lock(&cl->own_mu);
-    if (atomic_load_explicit(&cl->lease, memory_order_relaxed) == lease) {
+    if (atomic_load_explicit(&cl->lease, memory_order_relaxed) == lease &&
+        !reki__fence_owned(cl->fence, s)) {
         atomic_store_explicit(&cl->shard[s].token, rev, memory_order_relaxed);
-        reki__fence_set_owned(cl->fence, s, true);
+        reki__fence_set_owned(cl->fence, s, rev);
         atomic_fetch_add_explicit(&cl->n_claims, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&cl->own_mu);
@@ -224,37 +263,71 @@ static int stop_fn(const void *key, size_t keylen, reki_pid_t pid, void *arg)
     return 0;
 }
 
-void rc_release(reki_cluster_t *cl, reki__etcd_t *etcd, const bool *which)
+static void stop_shards(reki_cluster_t *cl, const bool *which)
 {
-    unsigned n = 0;
-    for (unsigned s = 0; s < cl->nshards; s++)
-        if (which[s]) {
-            reki__fence_set_owned(cl->fence, s, false);
-            n++;
-        }
-    if (!n)
-        return;
-    for (unsigned s = 0; s < cl->nshards; s++)
-        if (which[s])
-            reki__fence_quiesce(cl->fence, s);
     struct stop_set ss = {cl, which};
     (void)reki_foreach(cl->reg, stop_fn, &ss);
-    for (unsigned s = 0; s < cl->nshards; s++) {
-        if (!which[s])
-            continue;
-        while (reki__fence_live(cl->fence, s) != 0) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+}
+
+void rc_release(reki_cluster_t *cl, const bool *which)
+{
+    bool any = false;
+    for (unsigned s = 0; s < cl->nshards; s++)
+        if (which[s]) {
+            reki__fence_set_owned(cl->fence, s, 0); /* no new start from here */
+            atomic_store_explicit(&cl->shard[s].releasing, 1, memory_order_relaxed);
+            any = true;
         }
-        char key[512];
-        int kn = snprintf(key, sizeof(key), "%sshards/%u", cl->prefix, s);
-        int64_t token = atomic_exchange_explicit(&cl->shard[s].token, 0, memory_order_relaxed);
-        bool deleted = false;
-        if (token)
-            (void)reki__etcd_delete_if(etcd, key, (size_t)kn, token, &deleted);
-        atomic_store_explicit(&cl->shard[s].owner, NULL, memory_order_release);
-        atomic_fetch_add_explicit(&cl->n_releases, 1, memory_order_relaxed);
+    if (any)
+        stop_shards(cl, which);
+}
+
+/* The shards being released whose starts have all ended and whose actors
+ * have all terminated: their keys go (if the claim is still ours: a lease
+ * loss clears the token, and the key then expires with that lease).  Until
+ * `deadline`; the others stay `releasing` for a later round, which stops
+ * their actors again (a start that was still in flight may have linked
+ * one).  Returns whether none is left. */
+bool rc_settle(reki_cluster_t *cl, reki__etcd_t *etcd, uint64_t deadline)
+{
+    bool *again = calloc(cl->nshards, sizeof(*again));
+    bool left = true, etcd_ok = true;
+    for (int pass = 0; again && left; pass++) {
+        left = false;
+        bool restop = false;
+        for (unsigned s = 0; s < cl->nshards; s++) {
+            struct rc_shard *sh = &cl->shard[s];
+            again[s] = false;
+            if (!atomic_load_explicit(&sh->releasing, memory_order_relaxed))
+                continue;
+            if (atomic_load_explicit(&cl->fence->shard[s].users, memory_order_acquire) ||
+                reki__fence_live(cl->fence, s)) {
+                left = true;
+                again[s] = restop =
+                    !atomic_load_explicit(&cl->fence->shard[s].users, memory_order_acquire);
+                continue;
+            }
+            int64_t token = atomic_exchange_explicit(&sh->token, 0, memory_order_relaxed);
+            if (token && etcd_ok) {
+                char key[512];
+                int kn = snprintf(key, sizeof(key), "%sshards/%u", cl->prefix, s);
+                bool deleted = false;
+                int rc = reki__etcd_delete_if(etcd, key, (size_t)kn, token, &deleted);
+                etcd_ok = rc == REKI_OK; /* down: the rest expire with the lease */
+            }
+            atomic_store_explicit(&sh->owner, NULL, memory_order_release);
+            atomic_store_explicit(&sh->releasing, 0, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cl->n_releases, 1, memory_order_relaxed);
+        }
+        if (!left || rc_now_ns() >= deadline)
+            break;
+        if (restop && pass % 100 == 0)
+            stop_shards(cl, again);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
     }
+    free(again);
+    return !left;
 }
 
 /* Whether pref has been alive long enough for shards to move to it. */
@@ -279,15 +352,19 @@ static void balance(reki_cluster_t *cl, reki__etcd_t *etcd, struct view *v, bool
         /* A claim newer than the view is not in it: not a loss. */
         int64_t token = atomic_load_explicit(&sh->token, memory_order_relaxed);
         out[s] = mine && token <= v->hrev && (o != cl->self || v->rev[s] != token);
-        if (!o) {
+        if (!v->taken[s]) {
             if (!sh->unowned_since)
                 sh->unowned_since = now;
-            if (serving && (pref == cl->self || now - sh->unowned_since > CLAIM_ANYONE_NS)) {
+            /* Ours to claim, here or on a sender's thread (cluster.c). */
+            bool may = pref == cl->self || now - sh->unowned_since > CLAIM_ANYONE_NS;
+            atomic_store_explicit(&sh->may_claim, may, memory_order_relaxed);
+            if (serving && may) {
                 struct rc_peer *ow;
                 (void)rc_claim(cl, etcd, s, &ow);
             }
             continue;
         }
+        atomic_store_explicit(&sh->may_claim, 0, memory_order_relaxed);
         sh->unowned_since = 0;
         /* A claim of ours under a lease we lost (o == self, !mine) is left
          * to expire with that lease: a process of the same name may still
@@ -297,6 +374,8 @@ static void balance(reki_cluster_t *cl, reki__etcd_t *etcd, struct view *v, bool
             adopt(cl, s, v->rev[s], lease);
         if (mine && !out[s] && serving && pref && pref != cl->self && settled(pref, now))
             out[s] = true;
+        if (!o)
+            continue; /* taken by a name that is no live node: wait for the key to go */
     }
 }
 
@@ -353,7 +432,10 @@ void *rc_control_main(void *arg)
             read_view(cl, cl->ctl_etcd, v) == REKI_OK) {
             mark_live(cl, v);
             balance(cl, cl->ctl_etcd, v, out);
-            rc_release(cl, cl->ctl_etcd, out);
+            rc_release(cl, out);
+            /* Bounded: a terminate that blocks delays its shard's handoff
+             * to a later round, never the other shards' or the claims. */
+            (void)rc_settle(cl, cl->ctl_etcd, rc_now_ns() + SETTLE_NS);
         }
         pthread_mutex_unlock(&cl->round_mu);
         atomic_fetch_add_explicit(&cl->ctl_rounds, 1, memory_order_release);
