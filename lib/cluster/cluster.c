@@ -469,7 +469,7 @@ void reki_cluster_leave(reki_cluster_t *cl)
         reki__etcd_free(etcd);
     }
     threads_stop(cl, 4);
-    rc_lose_all(cl); /* anything left (etcd unreachable): stop serving */
+    rc_lose_all(cl, true); /* anything left (etcd unreachable): stop serving */
     /* The fence stays closed: a restart still queued for a key of a shard
      * that is now another node's must not start here. */
     cl_free(cl);

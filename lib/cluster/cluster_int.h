@@ -123,7 +123,7 @@ void rc_node_message(reki_cluster_t *cl, const void *tag, size_t taglen, const v
 /* lease.c */
 int rc_lease_start(reki_cluster_t *cl, reki__etcd_t *etcd);
 void *rc_lease_main(void *arg);
-void rc_lose_all(reki_cluster_t *cl); /* stop serving every shard now */
+void rc_lose_all(reki_cluster_t *cl, bool lease_gone); /* stop serving every shard now */
 
 /* shards.c */
 void *rc_control_main(void *arg);

@@ -11,10 +11,13 @@
  * a message and nothing starts, whatever this thread is doing (it may be
  * the paused one).
  *
- * When a keepalive says the lease is gone, or the deadline passes with no
- * renewal (etcd unreachable), the node stops serving every shard
- * (rc_lose_all), then grants a new lease as soon as etcd answers and
- * registers again; the control thread claims shards anew, with new tokens.
+ * When the deadline passes with no renewal (etcd unreachable, or electing a
+ * leader), the node stops serving every shard (rc_lose_all) and goes on
+ * renewing the same lease: if etcd still has it, no other node can have
+ * claimed those shards, and the control thread adopts the claims still
+ * under it.  When a keepalive says the lease is gone, the node grants a new
+ * lease and registers again; the control thread claims shards anew, with
+ * new tokens.
  * Keys left behind under the old lease expire with it; it is never revoked
  * (a revoke would end the margin the proof relies on).
  *
@@ -76,7 +79,7 @@ static int stop_all_fn(const void *key, size_t keylen, reki_pid_t pid, void *arg
     return 0;
 }
 
-void rc_lose_all(reki_cluster_t *cl)
+void rc_lose_all(reki_cluster_t *cl, bool lease_gone)
 {
     pthread_mutex_lock(&cl->own_mu);
     cl->epoch++;
@@ -85,7 +88,8 @@ void rc_lose_all(reki_cluster_t *cl)
         reki__fence_set_owned(cl->fence, s, 0);
         atomic_store_explicit(&cl->shard[s].token, 0, memory_order_relaxed);
     }
-    atomic_store_explicit(&cl->lease, 0, memory_order_release);
+    if (lease_gone)
+        atomic_store_explicit(&cl->lease, 0, memory_order_release);
     pthread_mutex_unlock(&cl->own_mu);
     /* Nothing handles or starts any more (the deadline is 0).  Stopping
      * runs their terminate now rather than at some later message; an actor
@@ -129,6 +133,7 @@ void *rc_lease_main(void *arg)
     if (reki__etcd_new(cl->etcd_urls, RC_ETCD_TIMEOUT_MS, &etcd) != REKI_OK)
         return NULL;
     unsigned period_ms = cl->ttl_s * 1000 / 3;
+    bool stopped = false;
     while (!atomic_load_explicit(&cl->stop, memory_order_acquire)) {
         int64_t id = atomic_load_explicit(&cl->lease, memory_order_acquire);
         if (id == 0) {
@@ -142,16 +147,23 @@ void *rc_lease_main(void *arg)
         }
         int r = renew(cl, etcd, id);
         if (r > 0) {
+            stopped = false;
             nap_ms(cl, period_ms);
-            continue;
-        }
-        bool past = rc_now_ns() >= atomic_load_explicit(&cl->fence->until, memory_order_acquire);
-        if (r < 0 || past) {
-            /* Never revoked: the old claims must expire by themselves, no
-             * sooner than the margin after this node's deadline. */
-            rc_lose_all(cl);
+        } else if (r < 0) {
+            rc_lose_all(cl, true); /* gone: a new lease next */
+            stopped = false;
         } else {
-            nap_ms(cl, 100); /* unreachable: retry until the deadline */
+            /* etcd unreachable (or electing a leader): past the deadline,
+             * stop serving, and keep renewing the same lease.  If etcd
+             * still has it when it answers (a new leader extends every
+             * lease), nobody else can have claimed our shards, and the
+             * control thread adopts the claims still under it (shards.c). */
+            if (!stopped &&
+                rc_now_ns() >= atomic_load_explicit(&cl->fence->until, memory_order_acquire)) {
+                rc_lose_all(cl, false);
+                stopped = true;
+            }
+            nap_ms(cl, 100);
         }
     }
     reki__etcd_free(etcd);

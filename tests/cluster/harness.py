@@ -15,7 +15,8 @@ handle messages at overlapping times, tokens never go back).
 
 Scenarios: routing, kill9, sigstop, etcd_leader, etcd_down, join_leave.
 A full run with at least 100 injections: --repeat 5 (24 per repetition with
-the default 20 kill9 trials; allow --max-seconds 1500).
+the default 20 kill9 trials; one repetition takes ~3 min, so also pass
+--max-seconds 1500).
 
 Exit status: 0 all checks passed; 1 a violation or a failed scenario check
 (or the --max-seconds deadline); 2 setup error (missing binary, etcd does not
@@ -47,6 +48,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True   # leave no __pycache__ in the source tree
 import check_log  # noqa: E402
 
 NS = 1_000_000_000
@@ -657,6 +659,18 @@ class Timing:
         self.leave_timeout = max(30.0, 10.0 * ttl)
         self.warmup = 30.0
 
+    def estimate(self, args):
+        """Rough run time in seconds (measured: ~190 s for one default
+        repetition), to warn when --max-seconds is too small."""
+        per = {"routing": self.routing + 1,
+               "kill9": args.trials * (self.kill9_down + self.kill9_after
+                                       + 1.5),
+               "sigstop": self.stop_for + self.after_cont + 1,
+               "etcd_leader": self.leader_wait + 2,
+               "etcd_down": self.down_for + 7,
+               "join_leave": self.join_wait + self.after_leave + 3}
+        return 10 + args.repeat * sum(per[s] for s in args.scenarios)
+
 
 # ---------------------------------------------------------------------------
 # the harness
@@ -1220,6 +1234,12 @@ def main(argv=None):
         h = Harness(args)
         atexit.register(h.children.kill_all)   # backstop
         log("out dir %s, temp dir %s" % (h.out, h.tmp))
+        if not args.etcd_only:
+            est = h.timing.estimate(args)
+            log("estimated run time %.0f s (--max-seconds %.0f)"
+                % (est, args.max_seconds))
+            if est > 0.9 * args.max_seconds:
+                log("WARNING: the run may hit --max-seconds; raise it")
         if args.etcd_only:
             h.etcd_only()
             code = 0

@@ -1,11 +1,10 @@
 /*
  * The etcd v3 client (lib/cluster/etcd.c) against a real etcd: each test of
  * the `etcd` suite starts its own single-member etcd on free loopback ports
- * in a temporary data dir.  A guardian process (forked by the test) owns the
- * etcd process: when the test's process ends, however it ends, the guardian
- * sees its pipe close, kills etcd by pid and removes the data dir.  The
- * `offline` suite needs no etcd: bad arguments, dead and silent endpoints,
- * and a fake server that answers hostile JSON.
+ * in a temporary data dir (etcd_fixture.c: a guardian process owns it and
+ * cleans up however the test's process ends).  The `offline` suite needs no
+ * etcd: bad arguments, dead and silent endpoints, and a fake server that
+ * answers hostile JSON.
  *
  * The etcd binary: $REKI_ETCD_BIN, or /usr/bin/etcd.
  */
@@ -28,35 +27,12 @@
 #include <unistd.h>
 
 #include "etcd.h"
+#include "etcd_fixture.h"
 #include "reki/reki.h"
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A loopback socket bound to a free port; listening if `backlog` > 0. */
-static int bound_socket(int backlog, int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    cr_assert(backlog <= 0 || listen(fd, backlog) == 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-/* A port nothing listens on (it was free a moment ago). */
-static int free_port(void)
-{
-    int port;
-    close(bound_socket(0, &port));
-    return port;
-}
+#define now_ms etcd_fixture_now_ms
+#define bound_socket etcd_fixture_bound_socket
+#define free_port etcd_fixture_free_port
 
 static reki__etcd_t *client(const char *endpoints, int timeout_ms)
 {
@@ -67,99 +43,16 @@ static reki__etcd_t *client(const char *endpoints, int timeout_ms)
 
 /* ------------------------------------------------------------ the etcd -- */
 
-static struct {
-    pid_t guardian;
-    int pipe_w; /* the guardian's lifeline: closed when this process ends */
-    char url[64];
-} etcd;
+static struct etcd_fixture etcd;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* The guardian: runs etcd until its lifeline closes or etcd exits, then cleans up. */
-static _Noreturn void guardian(int pipe_r, const char *dir, int cport, int pport)
-{
-    char curl[64], purl[64], cluster[80], log[128];
-    snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
-    snprintf(purl, sizeof(purl), "http://127.0.0.1:%d", pport);
-    snprintf(cluster, sizeof(cluster), "t=%s", purl);
-    snprintf(log, sizeof(log), "%s/etcd.log", dir);
-    char data[128];
-    snprintf(data, sizeof(data), "%s/data", dir);
-    const char *bin = getenv("REKI_ETCD_BIN") ? getenv("REKI_ETCD_BIN") : "/usr/bin/etcd";
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* the guardian died: so does etcd */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, bin, "--name", "t", "--data-dir", data, "--listen-client-urls", curl,
-              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster, (char *)NULL);
-        _exit(127);
-    }
-    struct pollfd p = {.fd = pipe_r, .events = POLLIN};
-    bool alive = pid > 0;
-    while (alive && poll(&p, 1, 100) == 0)
-        alive = waitpid(pid, NULL, WNOHANG) == 0;
-    if (alive) {
-        int64_t deadline = now_ms() + 10000;
-        kill(pid, SIGTERM);
-        while ((alive = waitpid(pid, NULL, WNOHANG) == 0) && now_ms() < deadline)
-            usleep(10000);
-        if (alive && kill(pid, SIGKILL) == 0)
-            waitpid(pid, NULL, 0);
-    }
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    _exit(0);
-}
-
-/* Starts etcd (a few tries, in case a port was taken meanwhile) and waits until it answers. */
 static void etcd_start(void)
 {
-    for (int attempt = 0; attempt < 3; attempt++) {
-        char dir[] = "/tmp/reki-etcd-test-XXXXXX";
-        int fds[2];
-        cr_assert_not_null(mkdtemp(dir));
-        cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
-        int cport = free_port(), pport = free_port();
-        etcd.guardian = fork();
-        cr_assert_geq(etcd.guardian, 0);
-        if (etcd.guardian == 0) {
-            close(fds[1]);
-            guardian(fds[0], dir, cport, pport);
-        }
-        close(fds[0]);
-        etcd.pipe_w = fds[1];
-        snprintf(etcd.url, sizeof(etcd.url), "http://127.0.0.1:%d", cport);
-        reki__etcd_t *c = client(etcd.url, 1000);
-        struct reki__etcd_kv *kvs;
-        size_t n;
-        int64_t deadline = now_ms() + 20000;
-        while (waitpid(etcd.guardian, NULL, WNOHANG) == 0 && now_ms() < deadline) {
-            if (reki__etcd_range_prefix(c, "x", 1, &kvs, &n, NULL) == REKI_OK) {
-                reki__etcd_kvs_free(kvs, n);
-                reki__etcd_free(c);
-                return;
-            }
-            usleep(50000);
-        }
-        reki__etcd_free(c);
-        close(etcd.pipe_w);
-        waitpid(etcd.guardian, NULL, 0);
-    }
-    cr_assert(false, "etcd did not start");
+    etcd_fixture_start(&etcd);
 }
 
 static void etcd_stop(void)
 {
-    close(etcd.pipe_w);
-    int st = -1;
-    cr_assert_eq(waitpid(etcd.guardian, &st, 0), etcd.guardian);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the guardian stopped etcd and cleaned up");
+    etcd_fixture_stop(&etcd);
 }
 
 TestSuite(etcd, .init = etcd_start, .fini = etcd_stop, .timeout = 60);
