@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "io.h"
 
@@ -24,8 +25,7 @@ typedef void cmd_fn(struct conn *c, size_t argc, const char **argv, const size_t
 
 static const char ERR_NOMEM[] = "ERR out of memory";
 
-/* A static error line for a failed reki_send_key. */
-static const char *send_error(int rc)
+const char *send_error(int rc)
 {
     switch (rc) {
     case REKI_EFULL: return "ERR the key's mailbox is full";
@@ -58,10 +58,13 @@ static int send_part(struct conn *c, reki_registry_t *reg, char tag, uint8_t op,
     m->part = part;
     m->flags = flags;
     m->num = num;
-    int rc = reki_send_key(reg, m->data, m->klen, m);
+    int rc;
+    if (srv.cluster && tag == 'k') /* cluster mode: the key's actor may be on another node */
+        rc = cluster_send(m, err);
+    else if ((rc = reki_send_key(reg, m->data, m->klen, m)) != REKI_OK)
+        *err = send_error(rc);
     if (rc != REKI_OK) {
         kmsg_free(m);
-        *err = send_error(rc);
         return -1;
     }
     c->refs++;

@@ -310,6 +310,17 @@ void conn_on_release(struct conn *c)
     c->refs--;
 }
 
+void conn_on_fail(struct conn *c, uint64_t seq, const char *err)
+{
+    c->refs--;
+    if (c->closed)
+        return;
+    struct slot *s = conn_slot(c, seq);
+    s->err = err;
+    if (--s->pending == 0 && seq == c->head)
+        conn_flush_ready(c);
+}
+
 /* ------------------------------------------------------ reading, bounds -- */
 
 static bool over_bounds(const struct conn *c)

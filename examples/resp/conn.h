@@ -110,6 +110,8 @@ void conn_touch(struct conn *c);
 void conn_on_kmsg(struct kmsg *m);
 void conn_on_push(struct conn *c, struct push *p);
 void conn_on_release(struct conn *c);
+/* One answer of slot seq will never come (cluster.c: a timeout): it is this error. */
+void conn_on_fail(struct conn *c, uint64_t seq, const char *err);
 
 /* Subscriptions (commands.c). */
 size_t conn_nchans(struct conn *c);
@@ -120,5 +122,7 @@ struct chname *conn_chan_at(struct conn *c, size_t i);
 
 /* commands.c */
 void command_dispatch(struct conn *c, size_t argc, const char **argv, const size_t *lens);
+/* The error line (static) for a reki_send_key that failed with rc. */
+const char *send_error(int rc);
 
 #endif

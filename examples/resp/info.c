@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "io.h"
 #include "server.h"
 
@@ -73,6 +74,8 @@ void info_text(rbuf_t *t)
          load(&srv.n_messages));
     line(t, "key_registry_entries:%zu\r\nkey_registry_reaped:%llu\r\n", ks.entries,
          (unsigned long long)ks.reaped);
+    if (srv.cluster)
+        cluster_info(t);
     line(t, "\r\n# Keyspace\r\n");
     if (keys > 0)
         line(t, "db0:keys=%lld,expires=0,avg_ttl=0\r\n", keys);

@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cluster.h"
+
 #define EVENTS 256
 #define INBOX_BATCH 4096 /* answers taken per turn, so sockets get their turn */
 
@@ -141,6 +143,8 @@ static void drain_inbox(struct io *io)
         uint8_t op = *(uint8_t *)msg;
         if (op == OP_PUSH || op == OP_RELEASE)
             on_pushmsg(msg);
+        else if (op == OP_REPLY)
+            cluster_on_reply(io, msg);
         else
             conn_on_kmsg(msg);
     }
@@ -187,7 +191,8 @@ static void *io_main(void *arg)
     struct io *io = arg;
     struct epoll_event ev[EVENTS];
     for (;;) {
-        int n = epoll_wait(io->ep, ev, EVENTS, -1);
+        /* Cluster mode: wake up for the oldest remote request's deadline. */
+        int n = epoll_wait(io->ep, ev, EVENTS, srv.cluster ? cluster_wait_ms(io) : -1);
         if (n < 0 && errno != EINTR)
             break;
         bool stop = false;
@@ -202,6 +207,8 @@ static void *io_main(void *arg)
             else
                 on_socket(p, ev[i].events);
         }
+        if (srv.cluster)
+            cluster_expire(io);
         end_turn(io);
         if (stop)
             break;
@@ -248,6 +255,7 @@ void io_free(struct io *io)
         conn_destroy(c);
     }
     reki_inbox_free(io->inbox);
+    cluster_io_free(io);
     close(io->ep);
     free(io->argv);
     free(io->lens);

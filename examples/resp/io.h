@@ -27,6 +27,7 @@ struct io {
     struct conn *dirty; /* to write at the end of the turn */
     atomic_size_t nconns;
     uint64_t next_id;
+    struct reqs *reqs; /* cluster mode: requests in flight to other nodes (cluster.c) */
     /* scratch for command_dispatch's argument vectors */
     const char **argv;
     size_t *lens;

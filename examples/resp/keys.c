@@ -6,6 +6,10 @@
  * puts the value into the store, and the key's next actor takes it back in
  * its start.  An actor whose key holds no value (GET of a missing key, DEL)
  * stops as soon as its mailbox is empty, so missing keys cost nothing.
+ *
+ * Cluster mode: a value is kept with the fencing token of its shard's claim
+ * (cluster.h); a value kept under another claim is stale (the shard was on
+ * another node meanwhile, where the key started empty) and is dropped.
  */
 #include <errno.h>
 #include <limits.h>
@@ -13,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "cluster.h"
 
 #define MAX_VALUE ((size_t)512 << 20) /* as Redis's proto-max-bulk-len */
 
@@ -21,6 +25,7 @@ struct key {
     bool exists;
     char *val;
     size_t len, cap;
+    int64_t token; /* cluster mode: its shard's claim */
     uint32_t klen;
     char key[];
 };
@@ -186,11 +191,19 @@ static reki_next_t key_handle(void *state, void *msg, reki_pid_t self)
     return REKI_CONTINUE;
 }
 
+/* Put k's value into the store (cluster mode: after its token). */
+static int keep(struct key *k)
+{
+    if (!srv.clustered)
+        return store_put(srv.store, k->key, k->klen, k->val, k->len);
+    return store_putv(srv.store, k->key, k->klen, &k->token, sizeof(k->token), k->val, k->len);
+}
+
 static void key_terminate(void *state, int reason)
 {
     (void)reason;
     struct key *k = state;
-    if (k->exists && store_put(srv.store, k->key, k->klen, k->val, k->len) != 0)
+    if (k->exists && keep(k) != 0)
         fprintf(stderr, "reki-resp: out of memory: the value of a passivated key is lost\n");
     /* The count of keys moves with the value: it is still a key. */
     key_free(k);
@@ -212,6 +225,14 @@ int keys_start(reki_rt_t *rt, const void *key, size_t klen, void *arg, reki_pid_
     memcpy(k->key, key, klen);
     store_val_t v;
     int found = store_take(srv.store, key, klen, &v);
+    if (srv.clustered) {
+        k->token = cluster_token(key, klen);
+        if (found > 0 && !cluster_fresh(&v, k->token)) {
+            free(v.val);
+            atomic_fetch_sub_explicit(&srv.n_keys, 1, memory_order_relaxed);
+            found = 0;
+        }
+    }
     if (found > 0) {
         k->exists = true;
         k->val = v.val;
@@ -221,7 +242,7 @@ int keys_start(reki_rt_t *rt, const void *key, size_t klen, void *arg, reki_pid_
     int rc = reki_spawn(rt, &key_behavior, k, NULL, out);
     if (rc != REKI_OK) {
         /* Put the value back where it was: a failed start changes nothing. */
-        if (k->exists && store_put(srv.store, key, klen, k->val, k->len) != 0)
+        if (k->exists && keep(k) != 0)
             fprintf(stderr, "reki-resp: out of memory: a value is lost\n");
         key_free(k);
     }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "cluster.h"
 
 struct kmsg *kmsg_new(uint8_t op, char tag, const void *key, size_t klen, const void *arg,
                       size_t alen)
@@ -19,6 +19,7 @@ struct kmsg *kmsg_new(uint8_t op, char tag, const void *key, size_t klen, const 
     m->op = op;
     m->flags = 0;
     m->rkind = R_BYTES;
+    m->remote = 0;
     m->part = 0;
     m->conn = NULL;
     m->io = NULL;
@@ -81,6 +82,10 @@ int kmsg_reply_bulk(struct kmsg *m, const void *s, size_t n)
 
 void kmsg_return(struct kmsg *m)
 {
+    if (m->remote) { /* cluster mode: back to the node that sent it */
+        cluster_reply(m);
+        return;
+    }
     if (reki_send(srv.rt, io_pid(m->io), m) != REKI_OK)
         kmsg_free(m); /* only once the I/O thread's inbox is gone: shutdown */
 }

@@ -4,6 +4,13 @@
  *
  *   reki-resp [--port N] [--bind ADDR] [--io-threads N] [--workers N]
  *             [--idle-ms N] [--max-bulk BYTES]
+ *             [--cluster-etcd URLS --cluster-node NAME --cluster-listen HOST:PORT
+ *              [--cluster-advertise HOST:PORT] [--cluster-prefix P]
+ *              [--cluster-shards N] [--cluster-ttl S]]
+ *
+ * With --cluster-etcd, the keys' registry joins a reki cluster (cluster.c)
+ * before serving and leaves it (handing its shards over) at shutdown,
+ * before it is freed.
  *
  * Serves until SIGINT or SIGTERM, then shuts down in order: the I/O threads
  * close every connection and stop; the key and channel registries are freed
@@ -24,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "io.h"
 
 struct server srv;
@@ -38,7 +46,7 @@ static void usage(void)
             "  --io-threads  I/O threads (default 1)\n"
             "  --workers     reki worker threads for the actors (default: one per CPU)\n"
             "  --idle-ms     a key's actor passivates after this long unused (default 1000)\n"
-            "  --max-bulk    largest bulk string accepted (default 536870912)\n");
+            "  --max-bulk    largest bulk string accepted (default 536870912)\n" CLUSTER_USAGE);
 }
 
 static int parse_num(const char *s, unsigned long long max, unsigned long long *out)
@@ -82,6 +90,8 @@ static int parse_args(int argc, char **argv, server_opts_t *o)
             o->idle_ms = (uint32_t)v;
         else if (strcmp(a, "--max-bulk") == 0 && parse_num(val, (1ull << 32), &v) == 0 && v > 0)
             o->max_bulk = (size_t)v;
+        else if (strncmp(a, "--cluster-", 10) == 0 && cluster_option(a + 10, val) == 0)
+            continue;
         else
             return -1;
     }
@@ -170,6 +180,8 @@ static int setup(void)
 
 static void teardown(void)
 {
+    /* Cluster mode: hand the shards over while the registry still serves. */
+    cluster_leave();
     /* Actors first: their last answers land in the inboxes, freed with them. */
     reki_registry_free(srv.keys);
     reki_registry_free(srv.channels);
@@ -207,7 +219,7 @@ int main(int argc, char **argv)
 
     srv.listen_fd = listen_on(srv.o.bind, &srv.o.port);
     srv.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (srv.listen_fd < 0 || srv.stop_fd < 0 || setup() != 0) {
+    if (srv.listen_fd < 0 || srv.stop_fd < 0 || setup() != 0 || cluster_join() != 0) {
         fprintf(stderr, "reki-resp: could not start\n");
         teardown();
         return 1;

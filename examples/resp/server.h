@@ -11,6 +11,8 @@
  *   keys.c      data keys as virtual actors (reki_send_key), values kept
  *               across passivation in store.c
  *   channels.c  pub/sub channels as virtual actors
+ *   cluster.c   cluster mode (--cluster-etcd): keys' actors spread over
+ *               nodes with reki's cluster layer; remote requests and replies
  *   parse.c     the RESP2 request parser; buf.c the reply encoders
  *
  * A request becomes a `struct kmsg`, sent by key to an actor; the actor
@@ -34,6 +36,7 @@
 
 struct conn;
 struct io;
+struct reki_cluster;
 
 enum op {
     /* to key actors */
@@ -51,6 +54,7 @@ enum op {
     /* from channel actors to I/O threads */
     OP_PUSH,    /* struct pushmsg: a published message for some connections */
     OP_RELEASE, /* struct pushmsg without payload: subscriptions ended (shutdown) */
+    OP_REPLY,   /* struct kmsg from cluster.c: another node's answer to request rid */
 };
 
 /* flags of OP_SET */
@@ -73,9 +77,19 @@ struct kmsg {
     uint8_t op; /* first, as in struct pushmsg */
     uint8_t flags;
     uint8_t rkind;
-    uint32_t part;     /* index within a multi-key command */
-    struct conn *conn; /* valid until this message returns to io */
-    struct io *io;
+    uint8_t remote; /* a request from another node's I/O thread (cluster.c) */
+    uint32_t part;  /* index within a multi-key command */
+    union {
+        struct {
+            struct conn *conn; /* valid until this message returns to io */
+            struct io *io;
+        };
+        struct {           /* remote, and OP_REPLY (rid only) */
+            uint64_t rid;  /* the request's id on its I/O thread */
+            uint32_t rio;  /* that I/O thread's index on its node */
+            uint8_t rnode; /* length of that node's name, stored after the argument */
+        };
+    };
     uint64_t seq;  /* the request's slot */
     int64_t num;   /* INCRBY's delta; R_INT's count */
     uint32_t klen; /* registry key: tag byte and client key */
@@ -117,6 +131,8 @@ struct server {
     reki_rt_t *rt;
     reki_registry_t *keys;
     reki_registry_t *channels;
+    struct reki_cluster *cluster; /* cluster mode (cluster.c); NULL: a single node */
+    bool clustered;               /* --cluster-etcd given (set before any thread) */
     store_t *store;
     struct io **io;
     int listen_fd;

@@ -117,16 +117,25 @@ int store_take(store_t *s, const void *key, size_t klen, store_val_t *out)
 
 int store_put(store_t *s, const void *key, size_t klen, const void *val, size_t vlen)
 {
-    if (klen > CK_HT_KEY_LENGTH || vlen > UINT32_MAX)
+    return store_putv(s, key, klen, NULL, 0, val, vlen);
+}
+
+int store_putv(store_t *s, const void *key, size_t klen, const void *head, size_t hlen,
+               const void *val, size_t vlen)
+{
+    if (klen > CK_HT_KEY_LENGTH || hlen > UINT32_MAX || vlen > UINT32_MAX - hlen)
         return -1;
-    struct record *r = malloc(sizeof(*r) + klen + vlen);
+    struct record *r = malloc(sizeof(*r) + klen + hlen + vlen);
     if (!r)
         return -1;
     r->klen = (uint32_t)klen;
-    r->vlen = (uint32_t)vlen;
+    r->vlen = (uint32_t)(hlen + vlen);
     memcpy(r->bytes, key, klen);
+    if (hlen)
+        memcpy(r->bytes + klen, head, hlen);
     if (vlen)
-        memcpy(r->bytes + klen, val, vlen);
+        memcpy(r->bytes + klen + hlen, val, vlen);
+    vlen += hlen;
     ck_ht_hash_t h;
     struct shard *sh = locate(s, key, klen, &h);
     ck_ht_entry_t e;

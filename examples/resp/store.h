@@ -30,6 +30,9 @@ void store_free(store_t *s);
 int store_take(store_t *s, const void *key, size_t klen, store_val_t *out);
 /* store_put: keep key's value (val copied); 0, or -1 (no memory: nothing kept). */
 int store_put(store_t *s, const void *key, size_t klen, const void *val, size_t vlen);
+/* store_putv: the same with the value in two pieces (head, then val), kept as one. */
+int store_putv(store_t *s, const void *key, size_t klen, const void *head, size_t hlen,
+               const void *val, size_t vlen);
 /* store_count: keys held. */
 size_t store_count(store_t *s);
 /* store_bytes: bytes of records held (keys, values and headers). */
