@@ -7,14 +7,14 @@
  * A fence splits keys into `nshards` shards (SipHash-1-3 under a key that is
  * the same on every node of a cluster) and holds, per shard, an `owned` flag,
  * a count of starts in flight (`users`) and a count of live actors (`live`);
- * and one deadline, `until` (CLOCK_MONOTONIC ns) for the whole registry.
+ * and one deadline, `until` (CLOCK_BOOTTIME ns) for the whole registry.
  *
  *  - A start (claim.c, vkey.c) enters the fence first: users[s]++, then
  *    owned[s] and the clock are checked; a refused start fails with
  *    REKI_ESHUTDOWN (its key's messages go to the registry's drop).  A start
  *    that linked its actor counts it in live[s] (the entry remembers s); the
  *    actor's exit, after terminate returned, takes it back.
- *  - Releasing a shard: owned[s] = 0, then reki__fence_quiesce waits until
+ *  - Releasing a shard: owned[s] = 0, then the cluster waits until
  *    users[s] is 0.  Dekker with the start: each side stores (seq_cst) then
  *    loads the other's word, so either the start sees owned 0 or the release
  *    sees its users count and waits for it.  After the quiesce, no new
@@ -22,7 +22,8 @@
  *    live[s] to reach 0 before it gives the shard up in etcd.
  *  - The deadline: every handle of an actor linked in a fenced registry
  *    (the entry link's may_handle hook, actor.c) and every start compares
- *    the clock with `until`.  Past it, the actor exits with
+ *    the clock with `until`; a handle also needs its shard still owned
+ *    under the token its activation started with.  Past it, the actor exits with
  *    REKI_EXIT_SHUTDOWN instead of handling.  The check runs on the thread
  *    that would handle, right before the handle, so a process that was
  *    paused (SIGSTOP, a long stall) past its deadline handles nothing more
@@ -53,7 +54,19 @@ static bool entry_may_handle(struct reki__hook *h)
     struct reki__fence *f = atomic_load_explicit(&e->reg->fence, memory_order_acquire);
     if (!f || !atomic_load_explicit(&f->active, memory_order_acquire))
         return true;
-    return reki__fence_now_ns() < atomic_load_explicit(&f->until, memory_order_acquire);
+    if (reki__fence_now_ns() >= atomic_load_explicit(&f->until, memory_order_acquire))
+        return false;
+    /* And the shard is still ours under the claim this activation started
+     * with: an actor linked by a start that was in flight while the shard
+     * was lost (and claimed again, with a new token) must not handle.
+     * fshard was written by the start before the link, which the caller's
+     * lock orders before this read. */
+    if (!e->fshard)
+        return true;
+    unsigned s = e->fshard - 1;
+    return atomic_load_explicit(&f->shard[s].owned, memory_order_acquire) &&
+           atomic_load_explicit(&f->shard[s].token, memory_order_relaxed) ==
+               atomic_load_explicit(&e->ftoken, memory_order_relaxed);
 }
 
 void reki__fence_hook_init(struct reki__entry *e)
@@ -149,12 +162,6 @@ uint32_t reki__fence_live(const struct reki__fence *f, unsigned s)
 {
     /* acquire: pairs with the exit's release decrement (terminate returned). */
     return atomic_load_explicit(&f->shard[s].live, memory_order_acquire);
-}
-
-void reki__fence_quiesce(struct reki__fence *f, unsigned s)
-{
-    while (atomic_load_explicit(&f->shard[s].users, memory_order_seq_cst) != 0)
-        sched_yield();
 }
 
 int reki__fence_enter(struct reki__entry *e, unsigned *shard)

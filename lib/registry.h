@@ -130,7 +130,7 @@ struct reki_registry {
  * deadline (the cluster's lease).  See fence.c's comment. */
 #define REKI__FENCE_MAX_SHARDS 65536u
 struct reki__fence {
-    _Atomic uint64_t until;  /* CLOCK_MONOTONIC ns: no handle nor start from then on */
+    _Atomic uint64_t until;  /* CLOCK_BOOTTIME ns: no handle nor start from then on */
     _Atomic uint32_t active; /* 0: open (detached) */
     unsigned nshards;
     struct reki__hashkey key;
@@ -151,7 +151,6 @@ void reki__fence_set_until(struct reki__fence *f, uint64_t until_ns);
 void reki__fence_set_owned(struct reki__fence *f, unsigned s, int64_t token); /* 0: not owned */
 bool reki__fence_owned(const struct reki__fence *f, unsigned s);
 uint32_t reki__fence_live(const struct reki__fence *f, unsigned s);
-void reki__fence_quiesce(struct reki__fence *f, unsigned s);
 void reki__fence_hook_init(struct reki__entry *e);
 int reki__fence_enter(struct reki__entry *e, unsigned *shard);
 void reki__fence_leave(struct reki__entry *e, unsigned shard, bool linked);

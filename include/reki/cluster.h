@@ -17,7 +17,7 @@
  * clocks advance at the same rate within the lease's safety margin.  A node
  * stops serving (its shards' actors exit with REKI_EXIT_SHUTDOWN, nothing new
  * starts, no actor of the registry handles another message) at its lease
- * deadline minus the margin, measured on its own monotonic clock from before
+ * deadline minus the margin, measured on its own clock (CLOCK_BOOTTIME) from before
  * the keepalive that set it; etcd can expire the lease only later, and only
  * then can another node claim the shard.  The check runs right before each
  * handle, so a node that was paused (SIGSTOP) past its deadline handles

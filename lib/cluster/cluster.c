@@ -355,7 +355,8 @@ static void threads_stop(reki_cluster_t *cl, int started)
 {
     atomic_store_explicit(&cl->stop, 1, memory_order_release);
     rc_kick(cl);
-    pthread_t *t[] = {&cl->lease_thr, &cl->ctl_thr, &cl->watch_thr, &cl->listen_thr};
+    pthread_t *t[] = {&cl->lease_thr, &cl->ctl_thr, &cl->watch_thr, &cl->listen_thr,
+                      &cl->deadline_thr};
     for (int i = 0; i < started; i++)
         pthread_join(*t[i], NULL);
     rc_receivers_stop(cl);
@@ -364,9 +365,11 @@ static void threads_stop(reki_cluster_t *cl, int started)
 
 static int threads_start(reki_cluster_t *cl)
 {
-    void *(*fn[])(void *) = {rc_lease_main, rc_control_main, rc_watch_main, rc_listen_main};
-    pthread_t *t[] = {&cl->lease_thr, &cl->ctl_thr, &cl->watch_thr, &cl->listen_thr};
-    for (int i = 0; i < 4; i++)
+    void *(*fn[])(void *) = {rc_lease_main, rc_control_main, rc_watch_main, rc_listen_main,
+                             rc_deadline_main};
+    pthread_t *t[] = {&cl->lease_thr, &cl->ctl_thr, &cl->watch_thr, &cl->listen_thr,
+                      &cl->deadline_thr};
+    for (int i = 0; i < 5; i++)
         if (pthread_create(t[i], NULL, fn[i], cl) != 0) {
             threads_stop(cl, i);
             return REKI_ENOMEM;
@@ -424,6 +427,17 @@ int reki_cluster_join(reki_registry_t *reg, const reki_cluster_opts_t *opts, rek
 
 /* ---------------------------------------------------------------- leave -- */
 
+/* No start in flight and no actor left in any shard (a shard not owned any
+ * more, after a lost deadline, may still have actors in terminate). */
+static bool all_quiet(reki_cluster_t *cl)
+{
+    for (unsigned s = 0; s < cl->nshards; s++)
+        if (atomic_load_explicit(&cl->fence->shard[s].users, memory_order_seq_cst) ||
+            reki__fence_live(cl->fence, s))
+            return false;
+    return true;
+}
+
 /* Delete this node's key (found by a range read: its CREATE revision). */
 static void deregister(reki__etcd_t *etcd, const char *key, size_t kn)
 {
@@ -464,11 +478,11 @@ void reki_cluster_leave(reki_cluster_t *cl)
         free(all);
         /* Bounded: a terminate that never returns keeps its shard's key,
          * which then expires with the lease (never revoked early). */
-        if (rc_settle(cl, etcd, rc_now_ns() + LEAVE_SETTLE_NS))
+        if (rc_settle(cl, etcd, rc_now_ns() + LEAVE_SETTLE_NS) && all_quiet(cl))
             (void)reki__etcd_lease_revoke(etcd, atomic_load(&cl->lease));
         reki__etcd_free(etcd);
     }
-    threads_stop(cl, 4);
+    threads_stop(cl, 5);
     rc_lose_all(cl, true); /* anything left (etcd unreachable): stop serving */
     /* The fence stays closed: a restart still queued for a key of a shard
      * that is now another node's must not start here. */

@@ -92,7 +92,7 @@ struct reki_cluster {
     pthread_cond_t ctl_cv;
     bool ctl_dirty;
     _Atomic int ctl_rounds; /* rounds done (join waits for the first) */
-    pthread_t lease_thr, ctl_thr, watch_thr, listen_thr;
+    pthread_t lease_thr, ctl_thr, watch_thr, listen_thr, deadline_thr;
     int listen_fd;
     pthread_mutex_t rx_mu; /* receivers: their fds and count */
     pthread_cond_t rx_cv;
@@ -123,6 +123,7 @@ void rc_node_message(reki_cluster_t *cl, const void *tag, size_t taglen, const v
 /* lease.c */
 int rc_lease_start(reki_cluster_t *cl, reki__etcd_t *etcd);
 void *rc_lease_main(void *arg);
+void *rc_deadline_main(void *arg);
 void rc_lose_all(reki_cluster_t *cl, bool lease_gone); /* stop serving every shard now */
 
 /* shards.c */

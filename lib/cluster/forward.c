@@ -338,6 +338,13 @@ void *rc_listen_main(void *arg)
         int fd = accept4(cl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             continue;
+        /* A peer that vanished (host down, partition) must not hold a
+         * receiver forever: keepalive probes after 10 s idle. */
+        int one = 1, idle = 10, intvl = 5, cnt = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         struct rx *x = malloc(sizeof(*x));
         pthread_mutex_lock(&cl->rx_mu);
         bool ok = x && cl->rx_n < sizeof(cl->rx_fds) / sizeof(cl->rx_fds[0]);

@@ -2,7 +2,7 @@
  * The lease and the deadline (the lease thread).
  *
  * The node holds one etcd lease; its node key and every shard it claims are
- * attached to it.  Every ttl/3 the thread reads the monotonic clock (t0),
+ * attached to it.  Every ttl/3 the thread reads the boottime clock (t0),
  * then sends a keepalive.  etcd can expire the lease no sooner than ttl
  * after it received that keepalive, which is after t0; so the node may
  * serve until t0 + ttl - margin, with margin = max(ttl/5, 300 ms) for clock
@@ -22,7 +22,7 @@
  * (a revoke would end the margin the proof relies on).
  *
  * The clock is CLOCK_BOOTTIME (reki__fence_now_ns): it goes on counting
- * while the machine is suspended, where CLOCK_MONOTONIC stops.
+ * while the machine is suspended, where CLOCK_BOOTTIME stops.
  *
  * etcd itself must honour the lease's TTL: etcd-io/etcd#15247 (an old
  * leader revoking leases early after losing leadership) breaks that
@@ -126,14 +126,24 @@ static int renew(reki_cluster_t *cl, reki__etcd_t *etcd, int64_t id)
     return rc == REKI_ENOTFOUND || rc == REKI_OK ? -1 : 0;
 }
 
+/* Per request: a keepalive tried on every endpoint must still end well
+ * before the deadline it is meant to extend. */
+static int keepalive_timeout_ms(const reki_cluster_t *cl)
+{
+    int n = 1;
+    for (const char *c = cl->etcd_urls; *c; c++)
+        n += *c == ',';
+    int ms = (int)(cl->ttl_s * 1000u / 3u) / n;
+    return ms < 200 ? 200 : ms > RC_ETCD_TIMEOUT_MS ? RC_ETCD_TIMEOUT_MS : ms;
+}
+
 void *rc_lease_main(void *arg)
 {
     reki_cluster_t *cl = arg;
     reki__etcd_t *etcd = NULL;
-    if (reki__etcd_new(cl->etcd_urls, RC_ETCD_TIMEOUT_MS, &etcd) != REKI_OK)
+    if (reki__etcd_new(cl->etcd_urls, keepalive_timeout_ms(cl), &etcd) != REKI_OK)
         return NULL;
     unsigned period_ms = cl->ttl_s * 1000 / 3;
-    bool stopped = false;
     while (!atomic_load_explicit(&cl->stop, memory_order_acquire)) {
         int64_t id = atomic_load_explicit(&cl->lease, memory_order_acquire);
         if (id == 0) {
@@ -145,27 +155,41 @@ void *rc_lease_main(void *arg)
                 nap_ms(cl, 200);
             continue;
         }
+        /* Unreachable etcd (or a leader election): keep renewing the same
+         * lease; the deadline thread stops serving when it passes.  If
+         * etcd still has the lease when it answers (a new leader extends
+         * every lease), nobody else can have claimed our shards, and the
+         * control thread adopts the claims still under it (shards.c). */
         int r = renew(cl, etcd, id);
-        if (r > 0) {
-            stopped = false;
+        if (r > 0)
             nap_ms(cl, period_ms);
-        } else if (r < 0) {
+        else if (r < 0)
             rc_lose_all(cl, true); /* gone: a new lease next */
-            stopped = false;
-        } else {
-            /* etcd unreachable (or electing a leader): past the deadline,
-             * stop serving, and keep renewing the same lease.  If etcd
-             * still has it when it answers (a new leader extends every
-             * lease), nobody else can have claimed our shards, and the
-             * control thread adopts the claims still under it (shards.c). */
-            if (!stopped &&
-                rc_now_ns() >= atomic_load_explicit(&cl->fence->until, memory_order_acquire)) {
-                rc_lose_all(cl, false);
-                stopped = true;
-            }
+        else
             nap_ms(cl, 100);
-        }
     }
     reki__etcd_free(etcd);
+    return NULL;
+}
+
+/* The deadline thread: stops serving the moment the deadline passes,
+ * whatever the lease thread is waiting for (a keepalive to an endpoint
+ * that does not answer).  The fence already refuses every handle and start
+ * from then on; this ends the actors (their terminate runs within the
+ * margin, before etcd can expire the lease). */
+void *rc_deadline_main(void *arg)
+{
+    reki_cluster_t *cl = arg;
+    while (!atomic_load_explicit(&cl->stop, memory_order_acquire)) {
+        uint64_t until = atomic_load_explicit(&cl->fence->until, memory_order_acquire);
+        uint64_t now = rc_now_ns();
+        if (until && now >= until) {
+            rc_lose_all(cl, false); /* sets until to 0: once per loss */
+            continue;
+        }
+        uint64_t ns = until ? until - now : 50000000u;
+        struct timespec ts = {0, (long)(ns < 20000000u ? ns : 20000000u)};
+        nanosleep(&ts, NULL);
+    }
     return NULL;
 }

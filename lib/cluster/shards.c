@@ -241,7 +241,8 @@ static void adopt(reki_cluster_t *cl, unsigned s, int64_t rev, int64_t lease)
 {
     pthread_mutex_lock(&cl->own_mu);
     if (atomic_load_explicit(&cl->lease, memory_order_relaxed) == lease &&
-        !reki__fence_owned(cl->fence, s)) {
+        !reki__fence_owned(cl->fence, s) &&
+        !atomic_load_explicit(&cl->shard[s].releasing, memory_order_relaxed)) {
         atomic_store_explicit(&cl->shard[s].token, rev, memory_order_relaxed);
         reki__fence_set_owned(cl->fence, s, rev);
         atomic_fetch_add_explicit(&cl->n_claims, 1, memory_order_relaxed);
@@ -272,12 +273,14 @@ static void stop_shards(reki_cluster_t *cl, const bool *which)
 void rc_release(reki_cluster_t *cl, const bool *which)
 {
     bool any = false;
+    pthread_mutex_lock(&cl->own_mu); /* claims and adoptions see both */
     for (unsigned s = 0; s < cl->nshards; s++)
         if (which[s]) {
             reki__fence_set_owned(cl->fence, s, 0); /* no new start from here */
             atomic_store_explicit(&cl->shard[s].releasing, 1, memory_order_relaxed);
             any = true;
         }
+    pthread_mutex_unlock(&cl->own_mu);
     if (any)
         stop_shards(cl, which);
 }
@@ -300,23 +303,28 @@ bool rc_settle(reki_cluster_t *cl, reki__etcd_t *etcd, uint64_t deadline)
             again[s] = false;
             if (!atomic_load_explicit(&sh->releasing, memory_order_relaxed))
                 continue;
-            if (atomic_load_explicit(&cl->fence->shard[s].users, memory_order_acquire) ||
-                reki__fence_live(cl->fence, s)) {
+            /* seq_cst: the Dekker pair with fence_enter's users++. */
+            uint32_t users = atomic_load_explicit(&cl->fence->shard[s].users, memory_order_seq_cst);
+            if (users || reki__fence_live(cl->fence, s)) {
                 left = true;
-                again[s] = restop =
-                    !atomic_load_explicit(&cl->fence->shard[s].users, memory_order_acquire);
+                again[s] = !users;
+                restop |= again[s];
                 continue;
             }
+            pthread_mutex_lock(&cl->own_mu);
             int64_t token = atomic_exchange_explicit(&sh->token, 0, memory_order_relaxed);
+            atomic_store_explicit(&sh->releasing, 0, memory_order_relaxed);
+            pthread_mutex_unlock(&cl->own_mu);
             if (token && etcd_ok) {
                 char key[512];
                 int kn = snprintf(key, sizeof(key), "%sshards/%u", cl->prefix, s);
                 bool deleted = false;
                 int rc = reki__etcd_delete_if(etcd, key, (size_t)kn, token, &deleted);
-                etcd_ok = rc == REKI_OK; /* down: the rest expire with the lease */
+                /* etcd unreachable: the rest keep their keys, which come
+                 * back through adoption or expire with the lease. */
+                etcd_ok = rc == REKI_OK;
             }
             atomic_store_explicit(&sh->owner, NULL, memory_order_release);
-            atomic_store_explicit(&sh->releasing, 0, memory_order_relaxed);
             atomic_fetch_add_explicit(&cl->n_releases, 1, memory_order_relaxed);
         }
         if (!left || rc_now_ns() >= deadline)
@@ -358,7 +366,7 @@ static void balance(reki_cluster_t *cl, reki__etcd_t *etcd, struct view *v, bool
             /* Ours to claim, here or on a sender's thread (cluster.c). */
             bool may = pref == cl->self || now - sh->unowned_since > CLAIM_ANYONE_NS;
             atomic_store_explicit(&sh->may_claim, may, memory_order_relaxed);
-            if (serving && may) {
+            if (serving && may && !out[s]) {
                 struct rc_peer *ow;
                 (void)rc_claim(cl, etcd, s, &ow);
             }
