@@ -16,6 +16,17 @@
 
 #include "client.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define RESP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RESP_TEST_TSAN 1
+#endif
+#endif
+#ifndef RESP_TEST_TSAN
+#define RESP_TEST_TSAN 0
+#endif
+
 static server_t srv;
 
 static void start(void)
@@ -423,9 +434,16 @@ Test(resp, a_client_that_never_reads_is_bounded_and_stalls_nobody)
     cr_assert_lt(worst, 1.0, "another connection is answered within a second (worst %.3f s)",
                  worst);
     /* Bound: out_soft plus the GETs in flight when reading paused (at most
-     * max_pipeline replies), far below the 1 GiB asked for. */
+     * max_pipeline replies, 256 MiB), far below the 1 GiB asked for.  Not
+     * under ThreadSanitizer: its shadow memory for each reply copied adds a
+     * multiple of the reply's size to RSS (measured 416 MiB for the same
+     * server state); the bound is checked by every other build. */
+#if !RESP_TEST_TSAN
     cr_assert_lt(grown_mb, 400, "the server buffered %ld MiB for a client that does not read",
                  grown_mb);
+#else
+    (void)grown_mb;
+#endif
     client_close(slow);
     client_cmd(other, "PING", NULL);
     expect(other, "+PONG");
