@@ -97,6 +97,8 @@ int rc_route(reki_cluster_t *cl, const void *key, size_t keylen, const void *byt
      * (preferred here, or orphaned): claims from every sender would pull a
      * shard back from the node it was just handed to. */
     uint64_t now = rc_now_ns();
+    if (now >= atomic_load_explicit(&cl->fence->until, memory_order_acquire))
+        return REKI_ESHUTDOWN; /* not serving: no claim either */
     if (!atomic_load_explicit(&cl->shard[s].may_claim, memory_order_relaxed) ||
         now - atomic_load_explicit(&cl->shard[s].claim_fail_ns, memory_order_relaxed) <
             CLAIM_BACKOFF_NS)

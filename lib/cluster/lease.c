@@ -87,6 +87,7 @@ void rc_lose_all(reki_cluster_t *cl, bool lease_gone)
     for (unsigned s = 0; s < cl->nshards; s++) {
         reki__fence_set_owned(cl->fence, s, 0);
         atomic_store_explicit(&cl->shard[s].token, 0, memory_order_relaxed);
+        atomic_store_explicit(&cl->shard[s].may_claim, 0, memory_order_relaxed);
     }
     if (lease_gone)
         atomic_store_explicit(&cl->lease, 0, memory_order_release);

@@ -226,6 +226,7 @@ int rc_claim(reki_cluster_t *cl, reki__etcd_t *etcd, unsigned s, struct rc_peer 
     bool ours =
         cl->epoch == epoch && atomic_load_explicit(&cl->lease, memory_order_relaxed) == lease;
     if (ours) {
+        atomic_store_explicit(&cl->shard[s].may_claim, 0, memory_order_relaxed);
         atomic_store_explicit(&cl->shard[s].token, rev, memory_order_relaxed);
         atomic_store_explicit(&cl->shard[s].owner, cl->self, memory_order_release);
         reki__fence_set_owned(cl->fence, s, rev);
