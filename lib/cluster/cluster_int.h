@@ -11,7 +11,7 @@
  *               receivers in, the frame format
  *   etcd.c      the etcd v3 JSON-gateway client
  *
- * This layer uses the registry layer's fence (lib/fence.c) and public API;
+ * This layer uses the registry layer's fence (lib/registry/fence.c) and public API;
  * nothing below knows it exists.
  */
 #ifndef REKI_CLUSTER_INT_H
@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../registry.h"
+#include "registry/registry.h"
 #include "etcd.h"
 #include "reki/cluster.h"
 

@@ -7,7 +7,7 @@
  * after it received that keepalive, which is after t0; so the node may
  * serve until t0 + ttl - margin, with margin = max(ttl/5, 300 ms) for clock
  * rates and the coarse expiry checks.  That deadline goes into the
- * registry's fence (lib/fence.c): past it, no actor of the registry handles
+ * registry's fence (lib/registry/fence.c): past it, no actor of the registry handles
  * a message and nothing starts, whatever this thread is doing (it may be
  * the paused one).
  *

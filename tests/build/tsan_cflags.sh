@@ -12,7 +12,7 @@ flags=(-std=c11 -O2 -fsanitize=thread -Wall -Wextra -Wshadow -Wstrict-prototypes
     -Wmissing-prototypes -Werror -D_GNU_SOURCE -D_LGPL_SOURCE -DREKI_BUILDING
     -I"$root/include" -I"$root/lib" $(pkg-config --cflags liburcu-bp ck))
 n=0
-for src in "$root"/lib/*.c; do
+for src in "$root"/lib/core/*.c "$root"/lib/runtime/*.c "$root"/lib/registry/*.c; do
     "$cc" "${flags[@]}" -c -o /dev/null "$src"
     n=$((n + 1))
 done

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fault.h"
+#include "core/fault.h"
 #include "fault_support.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -3,7 +3,7 @@
  * a probe, start functions, and the loop that fails each allocation (or
  * thread creation) of a call in turn.
  *
- * The hooks of lib/fault.h count process-wide, so each test runs in its own
+ * The hooks of lib/core/fault.h count process-wide, so each test runs in its own
  * process (Criterion forks one per test) and lets the runtime go idle before
  * each counted call: a worker that allocates meanwhile would take the
  * injected failure instead of the call under test.

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fault.h"
+#include "core/fault.h"
 #include "fault_support.h"
 
 static reki_rt_t *rt;

@@ -27,7 +27,7 @@
 
 #include "reki/reki.h"
 
-/* A pid's low 26 bits are its slot index (lib/internal.h, REKI__IDX_BITS). */
+/* A pid's low 26 bits are its slot index (lib/runtime/runtime.h, REKI__IDX_BITS). */
 #define PID_INDEX(pid) ((pid) & ((UINT64_C(1) << 26) - 1))
 
 static sem_t entered; /* the callback is running (inside the library) */

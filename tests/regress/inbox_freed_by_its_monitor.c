@@ -3,13 +3,13 @@
  *
  * An inbox has no thread: whoever kills its pid (reki_kill, reki_stop of a
  * key it is registered under, reki_registry_free, reki_rt_free) runs its
- * exit path, monitors included, on its own thread (lib/actor.c
+ * exit path, monitors included, on its own thread (lib/runtime/actor.c
  * reki__kill_pid -> reki__proc_finish).  `finished` is set only after that
  * exit path, monitors included, has returned (reki__inbox_exited).  A down
  * function that calls reki_inbox_free on the inbox whose death it reports
  * (a natural cleanup: "free the subject when its pid dies") enters
  * inbox_release, whose kill finds the pid dead, then waits for `finished`
- * (lib/inbox.c) -- which its own caller sets after it returns: the thread
+ * (lib/runtime/inbox.c) -- which its own caller sets after it returns: the thread
  * waits on itself.  Before the change that added the handshake the free
  * went through (the exit path then ran inside a read-side section).
  *
@@ -38,8 +38,7 @@ static void down_frees_inbox(reki_pid_t pid, int reason, void *arg)
     reki_inbox_free(inbox);
 }
 
-static int start_is_inbox(reki_rt_t *r, const void *key, size_t keylen, void *arg,
-                          reki_pid_t *out)
+static int start_is_inbox(reki_rt_t *r, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)r;
     (void)key;

@@ -1,7 +1,7 @@
 /*
  * Bug: the reaper ignores CDS_WFCQ_WOULDBLOCK from its dequeue.
  *
- * lib/reaper.c examine() peeks the head of the reaper queue with
+ * lib/registry/reaper.c examine() peeks the head of the reaper queue with
  * __cds_wfcq_first_nonblocking, decides, then calls
  * __cds_wfcq_dequeue_nonblocking and ignores its result.  When the head is
  * the only linked node and another thread is half-way through
@@ -19,7 +19,7 @@
  *     is unlinked and retired while still on the queue: use after free once
  *     ck_hp frees it.
  *
- * The test is white-box (lib/registry.h): it plays the stalled enqueuer by
+ * The test is white-box (lib/registry/registry.h): it plays the stalled enqueuer by
  * doing the first half of cds_wfcq_enqueue by hand (tail exchange, no link),
  * which is exactly the state a releaser preempted between the two stores
  * leaves.  Expected: the stalled node, once its enqueue completes, is on the
@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../../lib/registry.h"
+#include "registry/registry.h"
 
 #include "idle_actor.h"
 
@@ -88,8 +88,7 @@ Test(regress, reaper_dequeue_wouldblock_loses_node, .timeout = 30.0)
     /* Another releaser, half-way through cds_wfcq_enqueue: tail exchanged,
      * old tail's next not yet stored. */
     struct cds_wfcq_node stalled = {.next = NULL};
-    struct cds_wfcq_node *old =
-        __atomic_exchange_n(&reg->rq_tail.p, &stalled, __ATOMIC_SEQ_CST);
+    struct cds_wfcq_node *old = __atomic_exchange_n(&reg->rq_tail.p, &stalled, __ATOMIC_SEQ_CST);
     cr_assert_eq(old, &e->rnode);
     pthread_mutex_unlock(&reg->rlock);
 

@@ -1,7 +1,7 @@
 /*
  * Bug: reki_registry_new mishandled huge capacity hints.
  *
- * lib/table.c rounds opts.capacity up to a power of two by doubling a
+ * lib/registry/table.c rounds opts.capacity up to a power of two by doubling a
  * size_t from 64 while it is below the capacity: for a capacity above 2^63
  * the doubling wraps to 0 and the loop never ends, so reki_registry_new never
  * returned.  Below that, the capacity went on to ck_ht, which rounds it up to

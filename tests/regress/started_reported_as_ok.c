@@ -1,7 +1,7 @@
 /*
  * Bug: reki_lookup_or_start never returned REKI_STARTED.
  *
- * lib/claim.c used an internal "go round again" code RETRY equal to 1, the
+ * lib/registry/claim.c used an internal "go round again" code RETRY equal to 1, the
  * value of REKI_STARTED.  The winner's run_start returned REKI_STARTED, the
  * retry loop read it as RETRY, went round, found its own freshly linked
  * actor and returned REKI_OK: a caller could not tell that its start ran.

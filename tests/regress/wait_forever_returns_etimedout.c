@@ -2,7 +2,7 @@
  * Bug: reki_lookup_or_start(..., timeout_ms = -1, ...) returns
  * REKI_ETIMEDOUT.
  *
- * lib/claim.c wait_change() loops while the entry word equals the state the
+ * lib/registry/claim.c wait_change() loops while the entry word equals the state the
  * caller saw (`seen`), then decides its result by loading the word a second
  * time: `return word == seen ? REKI_ETIMEDOUT : REKI_OK`.  The states a
  * caller waits on, STARTING and EXITING, carry no generation, so the word can
@@ -35,8 +35,7 @@ static reki_registry_t *reg;
 static atomic_int stop;
 static atomic_long timeouts, other, calls;
 
-static int failing_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                         reki_pid_t *out)
+static int failing_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)rt;
     (void)key;

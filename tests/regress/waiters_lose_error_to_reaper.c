@@ -3,13 +3,13 @@
  * unlinks the entry first (guarantee 2); one of them runs start again.
  *
  * A failed start releases its entry, STARTING -> FREE(g+1) with the error in
- * `outcome` (lib/entry.c reki__entry_release), wakes the waiters, then runs
+ * `outcome` (lib/registry/entry.c reki__entry_release), wakes the waiters, then runs
  * a reaper step on the same thread (reki__reaper_note_free).  When the
- * registry holds more entries than the reaper's budget (lib/reaper.c: 5/16
+ * registry holds more entries than the reaper's budget (lib/registry/reaper.c: 5/16
  * of the map its *live* actors need, so entries that are STARTING count
  * against it but do not raise it), the fresh FREE entry at the head of the
  * reaper queue is reaped at once: FREE -> DEAD.  A waiter that wakes after
- * that reads DEAD, not FREE, so lib/claim.c wait_entry's "the start we
+ * that reads DEAD, not FREE, so lib/registry/claim.c wait_entry's "the start we
  * waited on failed: share its error" test (w == STARTING && word is FREE &&
  * outcome < 0) fails, it goes round, finds no entry, inserts one and runs
  * start itself.  The same happens with REKI_DEBUG_REAP=1 in every registry
@@ -57,8 +57,7 @@ static reki_next_t ignore(void *state, void *msg, reki_pid_t self)
     return REKI_CONTINUE;
 }
 
-static int blocking_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                          reki_pid_t *out)
+static int blocking_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)key;
     (void)keylen;
@@ -70,8 +69,7 @@ static int blocking_start(reki_rt_t *rt, const void *key, size_t keylen, void *a
     return reki_spawn(rt, &b, NULL, NULL, out);
 }
 
-static int failing_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg,
-                         reki_pid_t *out)
+static int failing_start(reki_rt_t *rt, const void *key, size_t keylen, void *arg, reki_pid_t *out)
 {
     (void)rt;
     (void)key;

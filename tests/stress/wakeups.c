@@ -1,5 +1,5 @@
 /*
- * Lost wake-ups in the worker pool (lib/sched.c): plain threads send to
+ * Lost wake-ups in the worker pool (lib/runtime/sched.c): plain threads send to
  * actors that are idle most of the time, so that workers go to sleep between
  * messages and every send may have to wake one.  Each message must be
  * handled within a bound; one that waits past it means a push left a proc

@@ -1,5 +1,5 @@
 /*
- * The registry's hash (lib/hash.h): SipHash as specified, keyed, and not
+ * The registry's hash (lib/core/hash.h): SipHash as specified, keyed, and not
  * floodable by keys chosen without the key.
  *
  * Bug pinned (hash_flooding): the hash before 0.2 was a seeded multiply-fold
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
+#include "core/hash.h"
 
 /* The key 00 01 .. 0f of the SipHash paper's test vectors. */
 static struct reki__hashkey paper_key(void)

@@ -1,5 +1,5 @@
 /*
- * The timing wheel itself (lib/wheel.h), driven by a synthetic clock: every
+ * The timing wheel itself (lib/core/wheel.h), driven by a synthetic clock: every
  * node comes due in the advance whose range holds its expiry, never earlier
  * and never later, across cascades of every level; ids' generations move on;
  * a node whose generation would wrap is retired.
@@ -7,8 +7,8 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "internal.h"
-#include "wheel.h"
+#include "runtime/runtime.h"
+#include "core/wheel.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_rand(void)

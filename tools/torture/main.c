@@ -13,7 +13,7 @@
 
 #include "torture.h"
 #ifdef REKI_FAULT_INJECTION
-#include "fault.h"
+#include "core/fault.h"
 #endif
 
 struct options {

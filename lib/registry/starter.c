@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 #define SLOW_NS 1000000       /* a start running this long counts as blocked */
 #define SPINS 64              /* looks at an empty queue before sleeping */

@@ -29,7 +29,7 @@
  */
 #include <string.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 static void link_marked(struct reki__hook *h, reki_pid_t pid)
 {

@@ -11,7 +11,7 @@
  */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "runtime/runtime.h"
 
 struct reki__hprec {
     ck_hp_record_t rec;
@@ -199,31 +199,33 @@ ck_hp_record_t *reki__hp_record(reki_rt_t *rt)
     return r;
 }
 
-int reki__hp_init(reki_rt_t *rt)
+int reki__hp_use(reki_rt_t *rt, ck_hp_destructor_t destroy)
 {
-    /* One hazard pointer per record: a waiter protects the one entry it
-     * waits on.  Scan once 64 entries are pending. */
-    ck_hp_init(&rt->hp, 1, 64, reki__entry_destroy);
-    if (pthread_mutex_init(&rt->hp_lock, NULL) != 0)
-        return REKI_ENOMEM;
+    int rc = REKI_OK;
     pthread_mutex_lock(&rt->hp_lock);
-    rt->reaper = record_get(rt);
-    pthread_mutex_unlock(&rt->hp_lock);
-    if (!rt->reaper) {
-        pthread_mutex_destroy(&rt->hp_lock);
-        return REKI_ENOMEM;
+    if (!rt->hp_ready) {
+        /* One hazard pointer per record: a waiter protects the one entry it
+         * waits on.  Scan once 64 entries are pending. */
+        ck_hp_init(&rt->hp, 1, 64, destroy);
+        rt->reaper = record_get(rt);
+        if (rt->reaper)
+            rt->hp_ready = true;
+        else
+            rc = REKI_ENOMEM;
     }
-    return REKI_OK;
+    pthread_mutex_unlock(&rt->hp_lock);
+    return rc;
 }
 
 void reki__hp_destroy(reki_rt_t *rt)
 {
     /* Every waiter has left; every retired entry is now unprotected. */
-    ck_hp_purge(rt->reaper);
+    if (rt->hp_ready)
+        ck_hp_purge(rt->reaper);
     for (struct reki__hprec *h = rt->hp_owned, *next; h; h = next) {
         next = h->next_owned;
         reki__free(h);
     }
     rt->hp_owned = NULL;
-    pthread_mutex_destroy(&rt->hp_lock);
+    rt->hp_ready = false;
 }

@@ -1,7 +1,7 @@
 /* Return-code strings and the library version. */
 #include <errno.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 /* The public codes are the negated Linux errno values, written out in the
  * header so it needs no <errno.h>; keep the two in step. */

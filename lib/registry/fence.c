@@ -36,7 +36,7 @@
 #include <limits.h>
 #include <time.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 uint64_t reki__fence_now_ns(void)
 {

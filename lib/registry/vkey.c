@@ -38,7 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 #define RETRY REKI__E_LOST
 

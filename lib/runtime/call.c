@@ -24,7 +24,7 @@
  * monitor, finishes before reki_rt_free stops waiting for live procs, so no
  * retirement comes after the runtime's last barrier.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 enum { WAITING = 0, CLAIMED = 1, REPLIED = 2, DOWN = 3, TIMEDOUT = 4 };
 

@@ -9,7 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core/core.h"
 
 #ifdef REKI_TSAN
 _Thread_local _Atomic int reki__fence_word;

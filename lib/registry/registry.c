@@ -12,12 +12,14 @@
  */
 #include <string.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 static bool key_ok(const void *key, size_t keylen)
 {
     return key && keylen >= 1 && keylen <= REKI_KEY_MAX;
 }
+
+static void destroy_child(struct reki__rt_child *c);
 
 int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_registry_t **out)
 {
@@ -29,6 +31,10 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
     if (o.restart < REKI_RESTART_TEMPORARY || o.restart > REKI_RESTART_PERMANENT ||
         (o.restart != REKI_RESTART_TEMPORARY && !o.start))
         return REKI_EINVAL;
+    /* Waiters protect entries with rt's hazard pointers (claim.c). */
+    int rc = reki__hp_use(rt, reki__entry_destroy);
+    if (rc != REKI_OK)
+        return rc;
     reki_registry_t *reg = reki__calloc(1, sizeof(*reg));
     if (!reg)
         return REKI_ENOMEM;
@@ -44,7 +50,7 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
     reg->event_arg = o.event_arg;
     atomic_init(&reg->await_seq, 0);
     atomic_init(&reg->awaiters, 0);
-    int rc = reki__table_init(reg, o.capacity);
+    rc = reki__table_init(reg, o.capacity);
     if (rc != REKI_OK) {
         reki__free(reg);
         return rc;
@@ -67,20 +73,15 @@ int reki_registry_new(reki_rt_t *rt, const reki_registry_opts_t *opts, reki_regi
         reki__free(reg);
         return rc;
     }
-    /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
-     * the lock to free the listed registries, so none is added after. */
-    pthread_mutex_lock(&rt->objs_lock);
-    bool closed = atomic_load_explicit(&rt->shutdown, memory_order_acquire);
-    if (!closed)
-        reki__list_add(&rt->registries, &reg->node);
-    pthread_mutex_unlock(&rt->objs_lock);
-    if (closed) {
+    /* Attached last: reki_rt_free destroys it if the user does not. */
+    reg->child.destroy = destroy_child;
+    if ((rc = reki__rt_attach(rt, &reg->child)) != REKI_OK) {
         reki__starter_free(reg);
         reki__reaper_destroy(reg);
         pthread_mutex_destroy(&reg->wlock);
         reki__table_destroy(reg);
         reki__free(reg);
-        return REKI_ESHUTDOWN;
+        return rc;
     }
     *out = reg;
     return REKI_OK;
@@ -166,24 +167,14 @@ void reki_registry_free(reki_registry_t *reg)
 {
     if (!reg)
         return;
-    reki_rt_t *rt = reg->rt;
-    pthread_mutex_lock(&rt->objs_lock);
-    reki__list_del(&reg->node);
-    pthread_mutex_unlock(&rt->objs_lock);
+    reki__rt_detach(reg->rt, &reg->child);
     registry_destroy(reg);
 }
 
-void reki__registry_free_all(reki_rt_t *rt)
+/* reki_rt_free, for a registry the user did not free (detached already). */
+static void destroy_child(struct reki__rt_child *c)
 {
-    pthread_mutex_lock(&rt->objs_lock);
-    while (rt->registries.next != &rt->registries) {
-        struct reki__list *n = rt->registries.next;
-        reki__list_del(n);
-        pthread_mutex_unlock(&rt->objs_lock);
-        registry_destroy(REKI__CONTAINER_OF(n, reki_registry_t, node));
-        pthread_mutex_lock(&rt->objs_lock);
-    }
-    pthread_mutex_unlock(&rt->objs_lock);
+    registry_destroy(REKI__CONTAINER_OF(c, reki_registry_t, child));
 }
 
 int reki_lookup(reki_registry_t *reg, const void *key, size_t keylen, reki_pid_t *out)

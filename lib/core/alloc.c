@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "internal.h"
-#include "fault.h"
+#include "core/core.h"
+#include "core/fault.h"
 
 #ifdef REKI_FAULT_INJECTION
 /* Countdowns: 0 = off; n > 0 = the nth call from now fails.  Process-wide and

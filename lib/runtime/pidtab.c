@@ -16,7 +16,7 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #define CHUNK_BYTES ((size_t)REKI__CHUNK_SLOTS * sizeof(struct reki__slot))
 

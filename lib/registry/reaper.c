@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 #define REAP_STEP 16u
 #define REAP_AGE_MS 1000u

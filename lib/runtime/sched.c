@@ -25,7 +25,7 @@
  * messages, so a wake-up costs one futex round trip and no spinning.  A
  * sleep shorter than a full spin would have lasted grows the budget again.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #define SPIN_MAX 256       /* rounds; every 8th yields the CPU */
 #define SPIN_MIN 8         /* a spin that succeeded grows back from here */

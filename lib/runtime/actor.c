@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #define RUN_BATCH 64 /* messages per turn before yielding the worker: fairness */
 

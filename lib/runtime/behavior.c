@@ -6,7 +6,7 @@
  * prepended to (a CAS on its head), read without a lock, and freed with the
  * runtime once no proc is left.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 const struct reki__beh reki__beh_none = {0};
 

@@ -4,8 +4,8 @@
  */
 #include <string.h>
 
-#include "internal.h"
-#include "wheel.h"
+#include "core/core.h"
+#include "core/wheel.h"
 
 #define CHUNK0_SHIFT 10
 

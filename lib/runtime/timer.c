@@ -36,8 +36,8 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "internal.h"
-#include "wheel.h"
+#include "runtime/runtime.h"
+#include "core/wheel.h"
 
 #define CLOSED 0x80000000u /* proc->timers: the exit path has closed the list */
 #define LINGER_MS 100      /* keep ticking this long after the last timer */

@@ -16,29 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "runtime/runtime.h"
 
 #define MAX_WORKERS 1024u
-
-void reki__list_init(struct reki__list *l)
-{
-    l->next = l->prev = l;
-}
-
-void reki__list_add(struct reki__list *head, struct reki__list *n)
-{
-    n->next = head->next;
-    n->prev = head;
-    head->next->prev = n;
-    head->next = n;
-}
-
-void reki__list_del(struct reki__list *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->next = n->prev = n;
-}
 
 void reki__rt_proc_begin(reki_rt_t *rt)
 {
@@ -87,7 +67,8 @@ static int rt_init_locks(reki_rt_t *rt)
         return REKI_ENOMEM;
     pthread_mutex_init(&rt->wait_lock, NULL);
     pthread_mutex_init(&rt->objs_lock, NULL);
-    reki__list_init(&rt->registries);
+    reki__list_init(&rt->children);
+    pthread_mutex_init(&rt->hp_lock, NULL);
     reki__list_init(&rt->inboxes);
     return REKI_OK;
 }
@@ -97,6 +78,41 @@ static void rt_destroy_locks(reki_rt_t *rt)
     pthread_cond_destroy(&rt->wait_cv);
     pthread_mutex_destroy(&rt->wait_lock);
     pthread_mutex_destroy(&rt->objs_lock);
+    pthread_mutex_destroy(&rt->hp_lock);
+}
+
+int reki__rt_attach(reki_rt_t *rt, struct reki__rt_child *c)
+{
+    /* Checked under objs_lock: reki_rt_free sets shutdown before it takes
+     * the lock to free the attached children, so none is added after. */
+    pthread_mutex_lock(&rt->objs_lock);
+    bool closed = atomic_load_explicit(&rt->shutdown, memory_order_acquire);
+    if (!closed)
+        reki__list_add(&rt->children, &c->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+    return closed ? REKI_ESHUTDOWN : REKI_OK;
+}
+
+void reki__rt_detach(reki_rt_t *rt, struct reki__rt_child *c)
+{
+    pthread_mutex_lock(&rt->objs_lock);
+    reki__list_del(&c->node);
+    pthread_mutex_unlock(&rt->objs_lock);
+}
+
+/* reki_rt_free: destroy every child the user has not freed. */
+static void free_children(reki_rt_t *rt)
+{
+    pthread_mutex_lock(&rt->objs_lock);
+    while (rt->children.next != &rt->children) {
+        struct reki__list *n = rt->children.next;
+        reki__list_del(n);
+        pthread_mutex_unlock(&rt->objs_lock);
+        struct reki__rt_child *c = REKI__CONTAINER_OF(n, struct reki__rt_child, node);
+        c->destroy(c);
+        pthread_mutex_lock(&rt->objs_lock);
+    }
+    pthread_mutex_unlock(&rt->objs_lock);
 }
 
 int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out)
@@ -113,11 +129,9 @@ int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out)
         goto fail_rt;
     if ((rc = rt_init_locks(rt)) != REKI_OK)
         goto fail_pids;
-    if ((rc = reki__hp_init(rt)) != REKI_OK)
-        goto fail_locks;
     reki__rt_list_add(rt);
     if ((rc = reki__timers_start(rt)) != REKI_OK)
-        goto fail_hp;
+        goto fail_list;
     if ((rc = reki__sched_start(rt, nworkers)) != REKI_OK)
         goto fail_timers;
     *out = rt;
@@ -125,10 +139,9 @@ int reki_rt_new(const reki_rt_opts_t *opts, reki_rt_t **out)
 fail_timers:
     reki__timers_stop(rt);
     reki__timers_destroy(rt);
-fail_hp:
+fail_list:
     reki__rt_list_remove(rt);
     reki__hp_destroy(rt);
-fail_locks:
     rt_destroy_locks(rt);
 fail_pids:
     reki__pidtab_destroy(&rt->pids);
@@ -172,7 +185,7 @@ void reki_rt_free(reki_rt_t *rt)
     reki__rcu_barrier();
     reki__inbox_free_all(rt);
     reki__rcu_barrier();
-    reki__registry_free_all(rt);
+    free_children(rt);
     reki__sched_stop(rt);
     reki__dedicated_reap(rt, true);
     /* Runs every reclamation callback queued so far, ours included. */

@@ -17,7 +17,7 @@
  * grace period really provides.  Callbacks release it too when they end, and
  * reki_rt_free acquires it after rcu_barrier: the barrier's edge.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #if defined(REKI_TSAN)
 #include <sanitizer/tsan_interface.h>

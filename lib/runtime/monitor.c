@@ -7,7 +7,7 @@
  * Registry links run before monitors, so a monitor that fires after an
  * actor's exit finds its key already free to start again.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 struct monitor {
     struct reki__hook hook;

@@ -27,7 +27,7 @@
  */
 #include <limits.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 #define RETRY REKI__E_LOST
 

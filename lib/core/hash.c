@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hash.h"
+#include "core/hash.h"
 
 void reki__hashkey_init(struct reki__hashkey *k)
 {

@@ -10,7 +10,7 @@
  * Threads are joined by reki_rt_free, or earlier by the next dedicated spawn
  * once they have finished, so none outlives the runtime.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 static void dthread_loop(struct reki__proc *p)
 {

@@ -18,7 +18,7 @@
  * consumer hands their envelope back with the message, so that the exit
  * path can keep it (no allocation) as a leftover for the key's next actor.
  */
-#include "internal.h"
+#include "runtime/runtime.h"
 
 int reki__mbox_push(struct reki__proc *p, void *msg, bool *was_empty)
 {

@@ -26,7 +26,7 @@
  */
 #include <string.h>
 
-#include "registry.h"
+#include "registry/registry.h"
 
 #ifdef CK_HT_PP
 /* A pointer-packed ck_ht rehashes keys with its own hash when it grows, and

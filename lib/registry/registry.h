@@ -22,13 +22,15 @@
 #ifndef REKI_REGISTRY_H
 #define REKI_REGISTRY_H
 
-#include "hash.h"
-#include "internal.h"
+#include <ck_ht.h>
+
+#include "core/hash.h"
+#include "runtime/runtime.h"
 
 #define REKI__E_STARTING UINT64_C(1)
 #define REKI__E_EXITING UINT64_C(2)
 #define REKI__E_DEAD UINT64_C(3)
-/* FREE(g) = FREE_BIT | g.  Pids never have bit 63 set (internal.h). */
+/* FREE(g) = FREE_BIT | g.  Pids never have bit 63 set (runtime/runtime.h). */
 #define REKI__E_FREE_BIT (UINT64_C(1) << 63)
 #define REKI__E_GEN_MASK (REKI__E_FREE_BIT - 1)
 
@@ -109,7 +111,7 @@ struct reki_registry {
     pthread_mutex_t rlock; /* the queue's single dequeuer (trylock) */
     struct __cds_wfcq_head rq_head;
     struct cds_wfcq_tail rq_tail;
-    struct reki__list node; /* rt->registries */
+    struct reki__rt_child child; /* attached to rt (reki_rt_free frees it) */
     /* Virtual actors (vkey.c, starter.c). */
     reki_start_fn start;
     void *start_arg;
@@ -247,6 +249,8 @@ int reki__entry_insert(reki_registry_t *reg, struct reki__entry *e);
 int reki__entry_claim(reki_registry_t *reg, struct reki__entry *e, uint64_t w, const void *owner);
 /* An entry was seen DEAD (reaped): wait until its unlink is done. */
 void reki__entry_after_reap(reki_registry_t *reg);
+/* ck_hp's destructor for a retired entry (the runtime's hazard-pointer domain). */
+void reki__entry_destroy(void *entry);
 /* Link a started pid to e (publishes LIVE) or REKI_EDEAD. */
 int reki__entry_link(struct reki__entry *e, reki_pid_t pid);
 /* STARTING or EXITING -> FREE(gen + 1) with outcome, then wake waiters and
