@@ -3,9 +3,10 @@
 
     tools/check-layers.py SOURCE_DIR [BUILD_DIR]
 
-1. Includes: a file under lib/<layer>/ may include its own folder's headers
-   ("x.h") and "<layer>/x.h" of its own layer or one below, nothing else
-   from lib/ (no "../x.h", no header of a layer above).
+1. Includes ("..." and <...>): a file under lib/<layer>/ may include its own
+   folder's headers ("x.h") and "<layer>/x.h" of its own layer or one below,
+   nothing else from lib/ (no "../x.h", no header of a layer above); of the
+   public headers, reki/cluster.h belongs to the cluster layer alone.
 2. Symbols (with BUILD_DIR, after a build): every symbol an object file of a
    layer uses and the library defines must be defined by that layer or one
    below it.  This catches a call declared in a lower header but defined
@@ -20,7 +21,9 @@ import sys
 
 LAYERS = ["core", "runtime", "registry", "cluster"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
-INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+INCLUDE = re.compile(r'^\s*#\s*include\s+([<"])([^>"]+)[>"]', re.M)
+# Public headers that belong to a layer (the rest are the base API).
+PUBLIC = {"reki/cluster.h": "cluster"}
 
 
 def check_includes(lib):
@@ -32,10 +35,20 @@ def check_includes(lib):
                 continue
             n += 1
             text = open(os.path.join(d, f), encoding="utf-8").read()
-            for inc in INCLUDE.findall(text):
+            for quote, inc in INCLUDE.findall(text):
                 if inc.startswith("reki/"):  # the public headers
+                    owner = PUBLIC.get(inc)
+                    if owner and RANK[owner] > RANK[layer]:
+                        bad.append(f"lib/{layer}/{f}: includes <{inc}>, the {owner} layer's")
                     continue
                 parts = inc.split("/")
+                if quote == "<":
+                    # A system header, unless it resolves under lib/ (lib/ is
+                    # on the include path: <registry/registry.h> would work).
+                    if not os.path.exists(os.path.join(lib, inc)):
+                        continue
+                    bad.append(f"lib/{layer}/{f}: <{inc}> is a header of lib/: include it with quotes")
+                    continue
                 if len(parts) == 1:
                     if not os.path.exists(os.path.join(d, inc)):
                         bad.append(f"lib/{layer}/{f}: \"{inc}\" is not a file of lib/{layer}")

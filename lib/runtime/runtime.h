@@ -289,7 +289,8 @@ reki_pid_t reki__tls_swap_caller(reki_pid_t caller);
 ck_hp_record_t *reki__hp_record(reki_rt_t *rt);
 /* Set up rt's hazard-pointer domain for the objects a layer above retires
  * through it (registry entries), with their destructor, unless it is set up
- * already; REKI_OK or REKI_ENOMEM.  Records exist only after this. */
+ * already; REKI_OK, REKI_ENOMEM, or REKI_EINVAL if it is set up with another
+ * destructor.  Records exist only after this. */
 int reki__hp_use(reki_rt_t *rt, ck_hp_destructor_t destroy);
 /* At reki_rt_free, after the last waiter: reclaim what is still retired. */
 void reki__hp_destroy(reki_rt_t *rt);

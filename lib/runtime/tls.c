@@ -212,6 +212,8 @@ int reki__hp_use(reki_rt_t *rt, ck_hp_destructor_t destroy)
             rt->hp_ready = true;
         else
             rc = REKI_ENOMEM;
+    } else if (rt->hp.destroy != destroy) {
+        rc = REKI_EINVAL; /* one kind of object per domain: its destructor is fixed */
     }
     pthread_mutex_unlock(&rt->hp_lock);
     return rc;
@@ -219,7 +221,8 @@ int reki__hp_use(reki_rt_t *rt, ck_hp_destructor_t destroy)
 
 void reki__hp_destroy(reki_rt_t *rt)
 {
-    /* Every waiter has left; every retired entry is now unprotected. */
+    /* reki_rt_free, alone with rt (hp_ready without hp_lock): every waiter
+     * has left; every retired entry is now unprotected. */
     if (rt->hp_ready)
         ck_hp_purge(rt->reaper);
     for (struct reki__hprec *h = rt->hp_owned, *next; h; h = next) {

@@ -6,9 +6,11 @@
  * exit) and the next normal call succeeds.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/fault.h"
 #include "fault_support.h"
@@ -257,6 +259,102 @@ FTEST(registry_new)
     struct fcase fc = {"reki_registry_new", registry_call, registry_undo, f_nothing, &r,
                        REKI_ENOMEM};
     cr_assert_gt(f_every_alloc(&fc), 0);
+}
+
+/* The first registry of a runtime also sets up the runtime's hazard-pointer
+ * domain (reki__hp_use): every allocation of that first call fails in turn
+ * on a fresh runtime, and the call after a failure sets the domain up and
+ * works (a waiter then protects its entry with a hazard pointer). */
+struct first_ctx {
+    reki_rt_t *rt;
+};
+
+struct held_start {
+    reki_registry_t *r;
+    struct fstart s;
+    reki_pid_t pid;
+    int rc;
+};
+
+static void *start_held(void *arg)
+{
+    struct held_start *h = arg;
+    h->rc = reki_lookup_or_start(h->r, "k", 1, f_start, &h->s, -1, &h->pid);
+    return NULL;
+}
+
+static void *release_later(void *arg)
+{
+    struct held_start *h = arg;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&h->s.release, 1);
+    return NULL;
+}
+
+/* A start held on another thread while this one waits for it (released
+ * 20 ms later by a third): the waiter protects the key's entry with a
+ * hazard pointer of r's runtime. */
+static void wait_on_held_start(reki_registry_t *r)
+{
+    struct held_start h = {.r = r, .s = {.hold = true}};
+    pthread_t t, u;
+    cr_assert_eq(pthread_create(&t, NULL, start_held, &h), 0);
+    while (atomic_load(&h.s.ran) == 0)
+        sched_yield();
+    cr_assert_eq(pthread_create(&u, NULL, release_later, &h), 0);
+    struct fstart s = {0};
+    reki_pid_t pid;
+    int rc = reki_lookup_or_start(r, "k", 1, f_start, &s, -1, &pid);
+    pthread_join(u, NULL);
+    pthread_join(t, NULL);
+    cr_assert_eq(h.rc, REKI_STARTED);
+    cr_assert(rc == REKI_OK && pid == h.pid, "the waiter got the held start's actor (%d)", rc);
+    cr_assert_eq(reki_stop(r, "k", 1), REKI_OK);
+}
+
+static int first_call(void *ctx)
+{
+    struct first_ctx *c = ctx;
+    reki_registry_t *r = NULL;
+    int rc = reki_registry_new(c->rt, NULL, &r);
+    if (rc != REKI_OK) {
+        cr_assert_null(r, "*out is untouched on failure");
+        return rc;
+    }
+    reki_registry_free(r);
+    return rc;
+}
+
+FTEST(first_registry_of_a_runtime)
+{
+    long allocs = 0;
+    for (long n = 1;; n++) {
+        struct first_ctx c = {0};
+        reki_rt_opts_t o = {1};
+        cr_assert_eq(reki_rt_new(&o, &c.rt), REKI_OK);
+        reki__fault_alloc_fail_at(n);
+        int rc = first_call(&c);
+        long made = reki__fault_alloc_count();
+        reki__fault_alloc_fail_at(0);
+        if (rc == REKI_OK) {
+            allocs = made;
+            reki_rt_free(c.rt);
+            break;
+        }
+        cr_assert_eq(rc, REKI_ENOMEM, "allocation %ld failed: %s", n, reki_strerror(rc));
+        /* The next call on the same runtime sets the domain up and works,
+         * waiters included. */
+        reki_registry_t *r = NULL;
+        cr_assert_eq(reki_registry_new(c.rt, NULL, &r), REKI_OK, "after failing allocation %ld", n);
+        wait_on_held_start(r);
+        reki_registry_free(r);
+        reki_rt_free(c.rt);
+        cr_assert_lt(n, 1000, "no end to the allocations");
+    }
+    /* A registry, its table and the domain's first record at least. */
+    cr_assert_gt(allocs, 2, "the first registry allocates its domain too (%ld)", allocs);
+    f_check_leaks();
 }
 
 /* ---------------------------------------------------------- runtime -- */

@@ -5,9 +5,10 @@
  * exit and enqueues after the exit path drained the mailbox) is handed to
  * drop later, by retire_cb on liburcu's call_rcu thread, after a grace
  * period.  reki_rt_free freed the registries still open on the runtime
- * (reki__registry_free_all) before its rcu_barrier ran those callbacks, so a
- * drop that calls reki_lookup(reg, ...), which the header allows, read the
- * freed registry: ASan reports heap-use-after-free in reki_lookup <- drop <-
+ * (reki__registry_free_all then; free_children in lib/runtime/runtime.c now)
+ * before its rcu_barrier ran those callbacks, so a drop that calls
+ * reki_lookup(reg, ...), which the header allows, read the freed registry:
+ * ASan reports heap-use-after-free in reki_lookup <- drop <-
  * reki__mbox_drain <- retire_cb.  The same order freed the registries before
  * the inboxes still open (reki__inbox_free_all), whose unreceived messages go
  * to the inbox's drop at once.
