@@ -426,6 +426,18 @@ static bool lookup(struct tnode *n, int idx)
 
 static struct etcd_fixture etcd;
 
+/* Nodes a and b started, joined under prefix (a through etcd_a, b through
+ * the test's etcd) and settled on one map of `shards` shards. */
+static void two_nodes(struct tnode *a, struct tnode *b, const char *etcd_a, const char *prefix,
+                      unsigned shards, int nkeys)
+{
+    node_init(a, "node-a");
+    node_init(b, "node-b");
+    node_join(a, etcd_a, prefix, shards);
+    node_join(b, etcd.url, prefix, shards);
+    cr_assert(settled(a, b, shards, nkeys, 20000), "the two nodes settle on one map");
+}
+
 static void etcd_up(void)
 {
     etcd_fixture_start(&etcd);
@@ -991,11 +1003,7 @@ Test(cluster, two_nodes_one_owner_per_key)
 {
     enum { KEYS = 200, SHARDS = 32 };
     static struct tnode a, b;
-    node_init(&a, "node-a");
-    node_init(&b, "node-b");
-    node_join(&a, etcd.url, "/t-two/", SHARDS);
-    node_join(&b, etcd.url, "/t-two/", SHARDS);
-    cr_assert(settled(&a, &b, SHARDS, KEYS, 20000), "the two nodes settle on one map");
+    two_nodes(&a, &b, etcd.url, "/t-two/", SHARDS, KEYS);
 
     for (int i = 0; i < KEYS; i++) {
         cr_assert_eq(send_wire(&a, i, 0, (uint32_t)i), REKI_OK, "from a, k%d", i);
@@ -1087,11 +1095,7 @@ Test(cluster, leave_hands_over)
 {
     enum { KEYS = 64, SHARDS = 16 };
     static struct tnode a, b;
-    node_init(&a, "node-a");
-    node_init(&b, "node-b");
-    node_join(&a, etcd.url, "/t-leave/", SHARDS);
-    node_join(&b, etcd.url, "/t-leave/", SHARDS);
-    cr_assert(settled(&a, &b, SHARDS, KEYS, 20000));
+    two_nodes(&a, &b, etcd.url, "/t-leave/", SHARDS, KEYS);
     for (int i = 0; i < KEYS; i++)
         cr_assert_eq(send_wire(&b, i, 1, 1), REKI_OK);
     bool ok;
@@ -1316,11 +1320,7 @@ static void partition(int endpoints, const char *prefix)
         size_t l = strlen(urls);
         snprintf(urls + l, sizeof(urls) - l, "%shttp://127.0.0.1:%d", i ? "," : "", px[i].port);
     }
-    node_init(&a, "node-a");
-    node_init(&b, "node-b");
-    node_join(&a, urls, prefix, SHARDS);
-    node_join(&b, etcd.url, prefix, SHARDS);
-    cr_assert(settled(&a, &b, SHARDS, KEYS, 20000));
+    two_nodes(&a, &b, urls, prefix, SHARDS, KEYS);
     for (int i = 0; i < KEYS; i++)
         cr_assert_eq(send_wire(&b, i, 1, 1), REKI_OK);
     bool ok;
