@@ -31,6 +31,8 @@
 
 #include <reki/reki.h>
 
+#include "report.h"
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -105,16 +107,11 @@ static void wait_handled(unsigned long n)
         sched_yield();
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
+    bench_stat_t st;
+    bench_stat_of(v, (size_t)n, &st);
+    return st.median;
 }
 
 /* ------------------------------------------------------------------ live -- */
